@@ -1,0 +1,52 @@
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { Config } from './config.js'
+import { loggerOptions } from './logger.js'
+import configPlugin from './plugins/config.js'
+import errorHandler from './plugins/error-handler.js'
+import database from './plugins/database.js'
+import swagger from './plugins/swagger.js'
+import rateLimit from './plugins/rate-limit.js'
+import services from './plugins/services.js'
+import auth from './plugins/auth.js'
+import healthRoutes from './routes/health.js'
+import authRoutes from './routes/auth/index.js'
+import userRoutes from './routes/users.js'
+
+export interface BuildOptions {
+  /** Replaces the pino options derived from the config (tests capture logs through a stream). */
+  logger?: FastifyServerOptions['logger']
+  loggerInstance?: FastifyServerOptions['loggerInstance']
+  /** Keep the embedded database in memory (tests). */
+  inMemoryDatabase?: boolean
+}
+
+export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    ...(options.loggerInstance !== undefined ? { loggerInstance: options.loggerInstance } : { logger: options.logger ?? loggerOptions(config) }),
+    bodyLimit: config.BODY_LIMIT,
+    trustProxy: config.TRUST_PROXY,
+    // Clients send JSON: a number where a string belongs is an error, not something to coerce.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: true } },
+    // Answer 413/400 for malformed bodies rather than letting the parser throw past us.
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error'
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  // Fastify parses text/plain by default; this API takes JSON (and forms at the token endpoint) only.
+  app.removeContentTypeParser('text/plain')
+
+  await app.register(configPlugin, { config })
+  await app.register(errorHandler)
+  await app.register(database, { inMemory: options.inMemoryDatabase })
+  await app.register(swagger)
+  await app.register(rateLimit)
+  await app.register(services)
+  await app.register(auth)
+
+  await app.register(healthRoutes, { prefix: '/health' })
+  await app.register(authRoutes, { prefix: '/auth' })
+  await app.register(userRoutes, { prefix: '/users' })
+
+  return app
+}

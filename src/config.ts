@@ -1,0 +1,110 @@
+import { Type, type Static } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
+
+export const ConfigSchema = Type.Object({
+  NODE_ENV: Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], { default: 'development' }),
+  PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000 }),
+  HOST: Type.String({ minLength: 1, default: '0.0.0.0' }),
+  LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map(l => Type.Literal(l)), { default: 'info' }),
+  TRUST_PROXY: Type.Boolean({ default: false }),
+  BODY_LIMIT: Type.Integer({ minimum: 1024, maximum: 1048576, default: 16384 }),
+  DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+  DATABASE_POOL_MAX: Type.Integer({ minimum: 1, maximum: 100, default: 10 }),
+  DATA_DIR: Type.String({ minLength: 1, default: './data' }),
+  MIGRATE_ON_START: Type.Boolean({ default: true }),
+  JWT_SECRET: Type.Optional(Type.String()),
+  JWT_ISSUER: Type.String({ minLength: 1, default: 'auth-service' }),
+  JWT_AUDIENCE: Type.String({ minLength: 1, default: 'auth-service' }),
+  ACCESS_TOKEN_TTL: Type.Integer({ minimum: 30, maximum: 86400, default: 900 }),
+  ARGON2_MEMORY_KIB: Type.Integer({ minimum: 1024, maximum: 1048576, default: 19456 }),
+  ARGON2_TIME_COST: Type.Integer({ minimum: 1, maximum: 20, default: 2 }),
+  ARGON2_PARALLELISM: Type.Integer({ minimum: 1, maximum: 16, default: 1 }),
+  RATE_LIMIT_ENABLED: Type.Boolean({ default: true }),
+  RATE_LIMIT_WINDOW_SECONDS: Type.Integer({ minimum: 1, maximum: 86400, default: 60 }),
+  RATE_LIMIT_MAX: Type.Integer({ minimum: 1, default: 300 }),
+  RATE_LIMIT_TOKEN_MAX: Type.Integer({ minimum: 1, default: 20 }),
+  RATE_LIMIT_REGISTER_MAX: Type.Integer({ minimum: 1, default: 10 })
+})
+
+export type Config = Static<typeof ConfigSchema>
+export type ConfigInput = Partial<Record<keyof Config, string | number | boolean | undefined>>
+
+export class ConfigError extends Error {
+  constructor (public readonly problems: string[]) {
+    super(`Invalid configuration:\n  ${problems.join('\n  ')}`)
+    this.name = 'ConfigError'
+  }
+}
+
+// Secrets that appear in tutorials, examples and our own .env.example: never accepted.
+const WELL_KNOWN_SECRETS = new Set([
+  '09d25e094faa6ca2556c818166b7a9563b93f7099f6f0f4caa6cf63b88e8d3e7',
+  'change-me-to-a-long-random-secret-of-at-least-32-bytes',
+  'your-256-bit-secret',
+  'your-secret-key',
+  'supersecretkeythatshouldbechanged',
+  'secret',
+  'changeme',
+  'change-me'
+])
+
+export const MIN_SECRET_BYTES = 32
+const SECRET_KEYS = new Set(['JWT_SECRET', 'DATABASE_URL'])
+
+export function secretProblem (secret: string): string | undefined {
+  if (Buffer.byteLength(secret, 'utf8') < MIN_SECRET_BYTES) {
+    return `must be at least ${MIN_SECRET_BYTES} bytes (generate one with: openssl rand -base64 48)`
+  }
+  if (WELL_KNOWN_SECRETS.has(secret.toLowerCase()) || new Set(secret).size < 8) {
+    return 'is a well-known or low-entropy value; generate one with: openssl rand -base64 48'
+  }
+  return undefined
+}
+
+const BOOLEAN_WORDS: Record<string, boolean> = { true: true, false: false, 1: true, 0: false, yes: true, no: false, on: true, off: false }
+
+function coerce (key: string, value: unknown): unknown {
+  if (typeof value !== 'string') return value
+  const type = (ConfigSchema.properties as Record<string, { type?: string }>)[key]?.type
+  if (type === 'integer') return /^-?\d+$/.test(value.trim()) ? Number(value.trim()) : value
+  if (type === 'boolean') return BOOLEAN_WORDS[value.trim().toLowerCase()] ?? value
+  return value
+}
+
+/**
+ * Reads the settings from an environment-like object: unknown keys are ignored, empty strings count as unset.
+ * Throws a ConfigError naming every variable that is wrong, so the process stops before it listens.
+ */
+export function loadConfig (env: Record<string, unknown> = process.env): Config {
+  const raw: Record<string, unknown> = {}
+  for (const key of Object.keys(ConfigSchema.properties)) {
+    const value = env[key]
+    if (value !== undefined && value !== '') raw[key] = coerce(key, value)
+  }
+  const withDefaults = Value.Default(ConfigSchema, raw) as Record<string, unknown>
+  const problems = [...Value.Errors(ConfigSchema, withDefaults)]
+    .filter(e => e.path !== '' && !e.path.includes('/', 1))
+    .map(e => {
+      const key = e.path.slice(1)
+      // Never echo a value that may hold a credential.
+      const got = SECRET_KEYS.has(key) ? '' : ` (got ${JSON.stringify(withDefaults[key])})`
+      const choices = (ConfigSchema.properties as Record<string, { anyOf?: Array<{ const: string }> }>)[key]?.anyOf
+      const message = choices !== undefined ? `must be one of ${choices.map(c => c.const).join(', ')}` : e.message.toLowerCase()
+      return `${key}: ${message}${got}`
+    })
+  // A union reports one line per member: keep the first for each variable.
+  const unique = [...new Map(problems.map(p => [p.split(':')[0], p])).values()]
+  const config = withDefaults as Config
+  if (unique.length === 0) {
+    if (config.JWT_SECRET !== undefined) {
+      const problem = secretProblem(config.JWT_SECRET)
+      if (problem !== undefined) unique.push(`JWT_SECRET: ${problem}`)
+    }
+    if (config.NODE_ENV === 'production') {
+      if (config.JWT_SECRET === undefined) unique.push('JWT_SECRET: is required when NODE_ENV=production')
+      if (config.DATABASE_URL === undefined) unique.push('DATABASE_URL: is required when NODE_ENV=production')
+    }
+  }
+  if (unique.length > 0) throw new ConfigError(unique)
+  return config
+}

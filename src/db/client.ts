@@ -1,0 +1,85 @@
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { sql } from 'drizzle-orm'
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
+import * as schema from './schema.js'
+
+export type Database = PgDatabase<PgQueryResultHKT, typeof schema>
+
+export interface DatabaseHandle {
+  db: Database
+  kind: 'postgres' | 'pglite'
+  ping: () => Promise<void>
+  migrate: () => Promise<void>
+  close: () => Promise<void>
+}
+
+export interface DatabaseOptions {
+  /** A postgres:// URL; without one the embedded PGlite is used. */
+  url?: string
+  /** Where PGlite keeps its files; undefined keeps them in memory (tests). */
+  dataDir?: string
+  poolMax?: number
+}
+
+// src/db and dist/db are both two levels below the package root.
+export const MIGRATIONS_FOLDER = fileURLToPath(new URL('../../migrations', import.meta.url))
+
+// Serializes migrations when several instances start together against one server.
+const MIGRATION_LOCK_KEY = 7_241_001
+
+export async function openDatabase (options: DatabaseOptions): Promise<DatabaseHandle> {
+  return options.url !== undefined ? await openPostgres(options.url, options.poolMax ?? 10) : await openPglite(options.dataDir)
+}
+
+async function openPostgres (url: string, poolMax: number): Promise<DatabaseHandle> {
+  const { default: postgres } = await import('postgres')
+  const { drizzle } = await import('drizzle-orm/postgres-js')
+  const client = postgres(url, { max: poolMax, onnotice: () => {}, connect_timeout: 10 })
+  const db = drizzle({ client, schema }) as unknown as Database
+  return {
+    db,
+    kind: 'postgres',
+    ping: async () => { await client`select 1` },
+    migrate: async () => { await migratePostgres(url) },
+    close: async () => { await client.end({ timeout: 5 }) }
+  }
+}
+
+/** Applies the committed migrations over one dedicated connection, holding an advisory lock. */
+export async function migratePostgres (url: string): Promise<void> {
+  const { default: postgres } = await import('postgres')
+  const { drizzle } = await import('drizzle-orm/postgres-js')
+  const { migrate } = await import('drizzle-orm/postgres-js/migrator')
+  const client = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10 })
+  try {
+    await client`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`
+    await migrate(drizzle({ client }), { migrationsFolder: MIGRATIONS_FOLDER })
+    await client`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`
+  } finally {
+    await client.end({ timeout: 5 })
+  }
+}
+
+async function openPglite (dataDir: string | undefined): Promise<DatabaseHandle> {
+  const { PGlite } = await import('@electric-sql/pglite')
+  const { drizzle } = await import('drizzle-orm/pglite')
+  const { migrate } = await import('drizzle-orm/pglite/migrator')
+  let client
+  if (dataDir === undefined) {
+    client = await PGlite.create()
+  } else {
+    const dir = join(dataDir, 'pglite')
+    await mkdir(dir, { recursive: true })
+    client = await PGlite.create(dir)
+  }
+  const db = drizzle({ client, schema })
+  return {
+    db: db as unknown as Database,
+    kind: 'pglite',
+    ping: async () => { await db.execute(sql`select 1`) },
+    migrate: async () => { await migrate(db, { migrationsFolder: MIGRATIONS_FOLDER }) },
+    close: async () => { await client.close() }
+  }
+}

@@ -1,0 +1,166 @@
+import { STATUS_CODES } from 'node:http'
+
+export interface FieldError {
+  field: string
+  message: string
+}
+
+/** An RFC 9457 problem: every error outside the token endpoint is answered as one of these. */
+export class ProblemError extends Error {
+  constructor (
+    readonly status: number,
+    readonly code: string,
+    readonly detail: string,
+    readonly headers: Record<string, string> = {},
+    readonly errors?: FieldError[]
+  ) {
+    super(detail)
+    this.name = 'ProblemError'
+  }
+
+  toBody (): ProblemBody {
+    return {
+      type: 'about:blank',
+      title: STATUS_CODES[this.status] ?? 'Error',
+      status: this.status,
+      detail: this.detail,
+      code: this.code,
+      ...(this.errors !== undefined ? { errors: this.errors } : {})
+    }
+  }
+}
+
+export interface ProblemBody {
+  type: string
+  title: string
+  status: number
+  detail: string
+  code: string
+  errors?: FieldError[]
+}
+
+// RFC 6750 section 3: a request without credentials gets a bare challenge, a bad token an error code.
+const bearerChallenge = (description: string): string =>
+  `Bearer error="invalid_token", error_description="${description}"`
+
+export const Problems = {
+  validation: (errors: FieldError[]) =>
+    new ProblemError(400, 'validation_error', errors.map(e => `${e.field} ${e.message}`).join('; '), {}, errors),
+  badRequest: (detail: string) => new ProblemError(400, 'bad_request', detail),
+  notAuthenticated: () => new ProblemError(401, 'not_authenticated', 'Not authenticated', { 'www-authenticate': 'Bearer' }),
+  invalidToken: (detail = 'Could not validate credentials') =>
+    new ProblemError(401, 'invalid_token', detail, { 'www-authenticate': bearerChallenge(detail) }),
+  tokenExpired: () => Problems.invalidToken('Token has expired'),
+  notFound: (detail: string) => new ProblemError(404, 'not_found', detail),
+  userExists: () => new ProblemError(409, 'user_exists', 'Username or email already registered'),
+  payloadTooLarge: (limit: number) => new ProblemError(413, 'payload_too_large', `Request body is larger than ${limit} bytes`),
+  unsupportedMediaType: (detail: string) => new ProblemError(415, 'unsupported_media_type', detail),
+  rateLimited: (seconds: number) =>
+    new ProblemError(429, 'rate_limited', `Too many requests; retry in ${seconds} seconds`, { 'retry-after': String(seconds) }),
+  internal: () => new ProblemError(500, 'internal_error', 'Internal Server Error'),
+  unavailable: (detail: string) => new ProblemError(503, 'unavailable', detail)
+}
+
+/** An RFC 6749 section 5.2 error: the token endpoint answers only these. */
+export class OAuthError extends Error {
+  constructor (
+    readonly status: number,
+    readonly error: string,
+    readonly description: string,
+    readonly headers: Record<string, string> = {}
+  ) {
+    super(description)
+    this.name = 'OAuthError'
+  }
+
+  toBody (): OAuthErrorBody {
+    return { error: this.error, error_description: this.description }
+  }
+}
+
+export interface OAuthErrorBody {
+  error: string
+  error_description: string
+}
+
+export const OAuthErrors = {
+  invalidRequest: (description: string) => new OAuthError(400, 'invalid_request', description),
+  unsupportedGrantType: () => new OAuthError(400, 'unsupported_grant_type', 'Only the password grant is supported'),
+  // One answer for an unknown user and a wrong password, so the endpoint does not tell which users exist.
+  invalidGrant: () =>
+    new OAuthError(401, 'invalid_grant', 'Incorrect username or password', { 'www-authenticate': 'Bearer' }),
+  payloadTooLarge: (limit: number) => new OAuthError(413, 'invalid_request', `Request body is larger than ${limit} bytes`),
+  rateLimited: (seconds: number) =>
+    new OAuthError(429, 'temporarily_unavailable', `Too many requests; retry in ${seconds} seconds`, { 'retry-after': String(seconds) }),
+  serverError: () => new OAuthError(500, 'server_error', 'Internal Server Error')
+}
+
+interface AjvError {
+  instancePath?: string
+  keyword?: string
+  message?: string
+  params?: Record<string, unknown>
+}
+
+/** Turns Fastify's validation errors into "field reason" pairs a client can show. */
+export function fieldErrors (validation: AjvError[], context: string | undefined): FieldError[] {
+  return validation.map(v => {
+    const path = (v.instancePath ?? '').replace(/^\//, '').replaceAll('/', '.')
+    const missing = v.keyword === 'required' ? String(v.params?.missingProperty ?? '') : ''
+    const field = [path, missing].filter(Boolean).join('.') || (context ?? 'body')
+    const message = v.keyword === 'required' ? 'is required' : (v.message ?? 'is invalid')
+    return { field, message }
+  })
+}
+
+interface FastifyLikeError {
+  code?: string
+  statusCode?: number
+  message: string
+  validation?: AjvError[]
+  validationContext?: string
+}
+
+/**
+ * Maps whatever a request raised (our errors, Fastify's, a plugin's) to a problem.
+ * 4xx from a library keep their status with a message we wrote; anything else is a 500 with nothing leaked.
+ */
+export function toProblem (error: FastifyLikeError, bodyLimit: number): ProblemError {
+  if (error instanceof ProblemError) return error
+  if (error.validation !== undefined) return Problems.validation(fieldErrors(error.validation, error.validationContext))
+  const status = error.statusCode ?? 500
+  switch (error.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE': return Problems.payloadTooLarge(bodyLimit)
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': return Problems.unsupportedMediaType('Content-Type must be application/json')
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY': return Problems.badRequest('Request body must not be empty')
+  }
+  if (status === 429) return Problems.rateLimited(retryAfterSeconds(error))
+  if (status >= 400 && status < 500) {
+    // JSON.parse messages quote the body, which may hold a password: never echo them.
+    if (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error instanceof SyntaxError) return Problems.badRequest('Request body is not valid JSON')
+    const known = error.code?.startsWith('FST_') === true
+    return new ProblemError(status, 'bad_request', known ? error.message : (STATUS_CODES[status] ?? 'Bad Request'))
+  }
+  return Problems.internal()
+}
+
+export function toOAuthError (error: FastifyLikeError, bodyLimit: number): OAuthError {
+  if (error instanceof OAuthError) return error
+  const status = error.statusCode ?? 500
+  if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return OAuthErrors.payloadTooLarge(bodyLimit)
+  if (status === 429) return OAuthErrors.rateLimited(retryAfterSeconds(error))
+  if (error.validation !== undefined) {
+    const [first] = fieldErrors(error.validation, error.validationContext)
+    return OAuthErrors.invalidRequest(`${first.field} ${first.message}`)
+  }
+  if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    return OAuthErrors.invalidRequest('Content-Type must be application/x-www-form-urlencoded or application/json')
+  }
+  if (status >= 400 && status < 500) return OAuthErrors.invalidRequest(toProblem(error, bodyLimit).detail)
+  return OAuthErrors.serverError()
+}
+
+function retryAfterSeconds (error: FastifyLikeError): number {
+  const ttl = (error as { ttl?: unknown }).ttl
+  return typeof ttl === 'number' ? Math.max(1, Math.ceil(ttl / 1000)) : 60
+}

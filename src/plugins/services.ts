@@ -1,0 +1,21 @@
+import fp from 'fastify-plugin'
+import { createPasswordHasher, type PasswordHasher } from '../services/password-hasher.js'
+import { createUserService, type UserService } from '../services/users.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    passwordHasher: PasswordHasher
+    users: UserService
+  }
+}
+
+export default fp(async (app) => {
+  const { ARGON2_MEMORY_KIB, ARGON2_TIME_COST, ARGON2_PARALLELISM } = app.config
+  const passwordHasher = await createPasswordHasher({
+    memoryCost: ARGON2_MEMORY_KIB,
+    timeCost: ARGON2_TIME_COST,
+    parallelism: ARGON2_PARALLELISM
+  })
+  app.decorate('passwordHasher', passwordHasher)
+  app.decorate('users', createUserService(app.database.db, passwordHasher))
+}, { name: 'services', dependencies: ['config', 'database'] })

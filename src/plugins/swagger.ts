@@ -1,0 +1,48 @@
+import fp from 'fastify-plugin'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import { ProblemSchema } from '../schemas/problem.js'
+import { OAuthErrorSchema, TokenResponseSchema } from '../schemas/oauth.js'
+import { UserSchema } from '../schemas/user.js'
+
+export const OAUTH2_SCHEME = 'OAuth2PasswordBearer'
+
+export default fp(async (app) => {
+  for (const schema of [ProblemSchema, OAuthErrorSchema, TokenResponseSchema, UserSchema]) app.addSchema(schema)
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Auth service',
+        version: '0.1.0',
+        description: 'Registration, OAuth2 password login and JWT-protected routes. Errors are RFC 9457 problem details, ' +
+          'except at the token endpoint, which answers RFC 6749 errors.'
+      },
+      tags: [
+        { name: 'auth', description: 'Registration and tokens' },
+        { name: 'users', description: 'The signed-in user' },
+        { name: 'health', description: 'Liveness and readiness' }
+      ],
+      components: {
+        securitySchemes: {
+          [OAUTH2_SCHEME]: {
+            type: 'oauth2',
+            description: 'Log in with a username (or email) and password; the token endpoint also accepts JSON.',
+            flows: { password: { tokenUrl: '/auth/token', scopes: {} } }
+          }
+        }
+      }
+    },
+    // Components get the names of the schemas' $id instead of def-0, def-1...
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => String(json.$id ?? `def-${i}`) }
+  })
+
+  await app.register(swaggerUi, {
+    routePrefix: '/docs',
+    uiConfig: { persistAuthorization: true, docExpansion: 'list' },
+    staticCSP: true
+  })
+
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+}, { name: 'swagger' })

@@ -1,0 +1,29 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import { Problems } from '../../errors.js'
+import { problemResponses } from '../../schemas/problem.js'
+import { RegisterBodySchema, UserSchema } from '../../schemas/user.js'
+import { toPublicUser } from '../../services/users.js'
+
+const registerRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.post('/register', {
+    config: { rateLimit: { max: app.config.RATE_LIMIT_REGISTER_MAX, timeWindow: app.config.RATE_LIMIT_WINDOW_SECONDS * 1000 } },
+    schema: {
+      tags: ['auth'],
+      summary: 'Create a user',
+      description: 'Unknown fields are ignored. The password is stored only as an argon2id hash.',
+      operationId: 'registerUser',
+      security: [],
+      body: RegisterBodySchema,
+      response: { 201: Type.Ref(UserSchema), ...problemResponses(400, 409, 413, 415, 429, 500) }
+    }
+  }, async (request, reply) => {
+    const { username, email, password } = request.body
+    if (!password.isWellFormed()) throw Problems.validation([{ field: 'password', message: 'must be well-formed Unicode' }])
+    const user = await app.users.register({ username, email, password })
+    if (user === undefined) throw Problems.userExists()
+    return reply.code(201).send(toPublicUser(user))
+  })
+}
+
+export default registerRoutes

@@ -1,0 +1,20 @@
+import { Type, type Static } from '@sinclair/typebox'
+
+export const USERNAME_PATTERN = '^[A-Za-z0-9_.-]+$'
+
+export const RegisterBodySchema = Type.Object({
+  username: Type.String({ minLength: 3, maxLength: 32, pattern: USERNAME_PATTERN, description: '3-32 letters, digits, `_`, `.` or `-`; unique without regard to case', examples: ['alice'] }),
+  email: Type.String({ format: 'email', maxLength: 254, description: 'Unique without regard to case', examples: ['alice@example.com'] }),
+  password: Type.String({ minLength: 8, maxLength: 128, description: '8-128 characters, any Unicode; compared exactly', examples: ['correct horse battery staple'] })
+}, { title: 'RegisterRequest' })
+
+export type RegisterBody = Static<typeof RegisterBodySchema>
+
+export const UserSchema = Type.Object({
+  id: Type.String({ format: 'uuid' }),
+  username: Type.String(),
+  email: Type.String({ format: 'email' }),
+  created_at: Type.String({ format: 'date-time' })
+}, { $id: 'User', title: 'User', additionalProperties: false })
+
+export type User = Static<typeof UserSchema>

@@ -1,0 +1,56 @@
+import { eq, sql } from 'drizzle-orm'
+import type { Database } from '../db/client.js'
+import { users, type UserRow } from '../db/schema.js'
+import type { PasswordHasher } from './password-hasher.js'
+import type { RegisterBody, User } from '../schemas/user.js'
+
+export interface UserService {
+  /** Creates the user, or answers undefined when the username or email is taken. */
+  register: (input: RegisterBody) => Promise<UserRow | undefined>
+  /** The user whose username or email is `login` and whose password matches, else undefined. */
+  authenticate: (login: string, password: string) => Promise<UserRow | undefined>
+  findById: (id: string) => Promise<UserRow | undefined>
+}
+
+const PLAUSIBLE_LOGIN = /^[^\p{Cc}]{1,254}$/u
+
+export function toPublicUser (row: UserRow): User {
+  return { id: row.id, username: row.username, email: row.email, created_at: row.createdAt.toISOString() }
+}
+
+export function createUserService (db: Database, hasher: PasswordHasher): UserService {
+  async function findByLogin (login: string): Promise<UserRow | undefined> {
+    // A username cannot contain '@', so the two kinds of login never overlap.
+    const column = login.includes('@') ? users.email : users.username
+    const [row] = await db.select().from(users).where(sql`lower(${column}) = lower(${login})`).limit(1)
+    return row
+  }
+
+  return {
+    async register ({ username, email, password }) {
+      const passwordHash = await hasher.hash(password)
+      // The unique indexes decide between concurrent registrations: no read-then-write race.
+      const [row] = await db.insert(users).values({ username, email, passwordHash }).onConflictDoNothing().returning()
+      return row
+    },
+
+    async authenticate (login, password) {
+      // Inputs no user can have (control characters, broken UTF-16) are treated as an unknown user,
+      // still paying for one hash so the answer takes as long as any other.
+      const row = PLAUSIBLE_LOGIN.test(login) && login.isWellFormed() ? await findByLogin(login) : undefined
+      const ok = await hasher.verify(row?.passwordHash, password)
+      if (row === undefined || !ok) return undefined
+      if (hasher.needsRehash(row.passwordHash)) {
+        const passwordHash = await hasher.hash(password)
+        await db.update(users).set({ passwordHash, updatedAt: new Date() }).where(eq(users.id, row.id))
+        return { ...row, passwordHash }
+      }
+      return row
+    },
+
+    async findById (id) {
+      const [row] = await db.select().from(users).where(eq(users.id, id)).limit(1)
+      return row
+    }
+  }
+}

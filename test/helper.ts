@@ -1,0 +1,114 @@
+import { createHmac, randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { FastifyInstance } from 'fastify'
+import postgres from 'postgres'
+import { buildApp, type BuildOptions } from '../src/app.js'
+import { loadConfig, type Config } from '../src/config.js'
+
+export const TEST_SECRET = 'test-secret-5f1d2c7a9b3e4d6f8a0b1c2d3e4f5a6b'
+
+interface TestContext {
+  teardown: (fn: () => unknown) => void
+}
+
+/**
+ * A fresh database for one test: with TEST_DATABASE_URL, a new database on that server (dropped afterwards);
+ * without it, undefined, and the app keeps an embedded PGlite in memory.
+ */
+export async function testDatabaseUrl (t: TestContext): Promise<string | undefined> {
+  const serverUrl = process.env.TEST_DATABASE_URL
+  if (serverUrl === undefined || serverUrl === '') return undefined
+  const name = `auth_test_${randomBytes(6).toString('hex')}`
+  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} })
+  await admin.unsafe(`create database ${name}`)
+  await admin.end()
+  t.teardown(async () => {
+    const cleanup = postgres(serverUrl, { max: 1, onnotice: () => {} })
+    await cleanup.unsafe(`drop database if exists ${name} with (force)`)
+    await cleanup.end()
+  })
+  const url = new URL(serverUrl)
+  url.pathname = `/${name}`
+  return url.toString()
+}
+
+export async function tempDir (t: TestContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'auth-test-'))
+  t.teardown(async () => { await rm(dir, { recursive: true, force: true }) })
+  return dir
+}
+
+/** Test settings: cheap argon2 parameters, no rate limits, silent logs; overrides win. */
+export function testConfig (overrides: Record<string, unknown> = {}): Config {
+  return loadConfig({
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'silent',
+    JWT_SECRET: TEST_SECRET,
+    ARGON2_MEMORY_KIB: 1024,
+    ARGON2_TIME_COST: 1,
+    RATE_LIMIT_ENABLED: false,
+    DATA_DIR: join(tmpdir(), 'auth-test-unused'),
+    ...overrides
+  })
+}
+
+export interface TestApp {
+  app: FastifyInstance
+  config: Config
+}
+
+/** Builds the whole service on its own database and closes both when the test ends. */
+export async function build (t: TestContext, overrides: Record<string, unknown> = {}, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const databaseUrl = await testDatabaseUrl(t)
+  const config = testConfig({ DATABASE_URL: databaseUrl, ...overrides })
+  const app = await buildApp(config, { inMemoryDatabase: true, ...options })
+  t.teardown(async () => { await app.close() })
+  await app.ready()
+  return app
+}
+
+let counter = 0
+/** A username nobody else in this process has used. */
+export function uniqueName (prefix = 'user'): string {
+  counter += 1
+  return `${prefix}_${process.pid}_${counter}`
+}
+
+export interface Registered {
+  id: string
+  username: string
+  email: string
+  password: string
+}
+
+export async function register (app: FastifyInstance, fields: Partial<Omit<Registered, 'id'>> = {}): Promise<Registered> {
+  const username = fields.username ?? uniqueName()
+  const body = { username, email: fields.email ?? `${username}@example.com`, password: fields.password ?? 'correct horse battery' }
+  const res = await app.inject({ method: 'POST', url: '/auth/register', payload: body })
+  if (res.statusCode !== 201) throw new Error(`register failed: ${res.statusCode} ${res.body}`)
+  return { ...body, id: res.json().id }
+}
+
+export async function login (app: FastifyInstance, username: string, password: string): Promise<string> {
+  const res = await app.inject({ method: 'POST', url: '/auth/token', payload: { username, password } })
+  if (res.statusCode !== 200) throw new Error(`login failed: ${res.statusCode} ${res.body}`)
+  return res.json().access_token
+}
+
+const b64url = (value: unknown): string => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url')
+
+/** Signs a token by hand, so tests can forge any header and claims. */
+export function forgeToken (header: Record<string, unknown>, payload: Record<string, unknown>, secret = TEST_SECRET, hashAlg = 'sha256'): string {
+  const input = `${b64url(header)}.${b64url(payload)}`
+  return `${input}.${createHmac(hashAlg, secret).update(input).digest('base64url')}`
+}
+
+/** The claims a valid token for this user carries, to start forging from. */
+export function validClaims (userId: string, config: Pick<Config, 'JWT_ISSUER' | 'JWT_AUDIENCE'> = testConfig()): Record<string, unknown> {
+  const now = Math.floor(Date.now() / 1000)
+  return { sub: userId, preferred_username: 'someone', iat: now, exp: now + 300, iss: config.JWT_ISSUER, aud: config.JWT_AUDIENCE, jti: 'forged-' + now }
+}
+
+export const VALID_HEADER = { alg: 'HS256', typ: 'at+jwt' }
