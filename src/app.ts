@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
+import type { DatabaseHandle } from './db/client.js'
 import { loggerOptions } from './logger.js'
 import configPlugin from './plugins/config.js'
 import errorHandler from './plugins/error-handler.js'
@@ -17,8 +18,8 @@ export interface BuildOptions {
   /** Replaces the pino options derived from the config (tests capture logs through a stream). */
   logger?: FastifyServerOptions['logger']
   loggerInstance?: FastifyServerOptions['loggerInstance']
-  /** Keep the embedded database in memory (tests). */
-  inMemoryDatabase?: boolean
+  /** Tests: an already opened database (an in-memory PGlite shared by a test file), not closed by the app. */
+  database?: DatabaseHandle
 }
 
 export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
@@ -38,7 +39,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
 
   await app.register(configPlugin, { config })
   await app.register(errorHandler)
-  await app.register(database, { inMemory: options.inMemoryDatabase })
+  await app.register(database, { database: options.database })
   await app.register(swagger)
   await app.register(rateLimit)
   await app.register(services)

@@ -6,6 +6,7 @@ import type { FastifyInstance } from 'fastify'
 import postgres from 'postgres'
 import { buildApp, type BuildOptions } from '../src/app.js'
 import { loadConfig, type Config } from '../src/config.js'
+import { openDatabase, type DatabaseHandle } from '../src/db/client.js'
 
 export const TEST_SECRET = 'test-secret-5f1d2c7a9b3e4d6f8a0b1c2d3e4f5a6b'
 
@@ -59,11 +60,23 @@ export interface TestApp {
   config: Config
 }
 
-/** Builds the whole service on its own database and closes both when the test ends. */
+let embedded: Promise<DatabaseHandle> | undefined
+
+/** One in-memory PGlite per test process: starting one takes seconds, and tests never share names. */
+export async function embeddedDatabase (): Promise<DatabaseHandle> {
+  embedded ??= openDatabase({}).then(async (handle) => { await handle.migrate(); return handle })
+  return await embedded
+}
+
+/**
+ * Builds the whole service and closes it when the test ends: on a database of its own on the TEST_DATABASE_URL
+ * server, or else on this process's embedded database.
+ */
 export async function build (t: TestContext, overrides: Record<string, unknown> = {}, options: BuildOptions = {}): Promise<FastifyInstance> {
   const databaseUrl = await testDatabaseUrl(t)
   const config = testConfig({ DATABASE_URL: databaseUrl, ...overrides })
-  const app = await buildApp(config, { inMemoryDatabase: true, ...options })
+  const database = databaseUrl === undefined ? await embeddedDatabase() : undefined
+  const app = await buildApp(config, { database, ...options })
   t.teardown(async () => { await app.close() })
   await app.ready()
   return app

@@ -8,14 +8,18 @@ declare module 'fastify' {
 }
 
 export interface DatabasePluginOptions {
-  /** Tests: keep the embedded database in memory instead of under DATA_DIR. */
-  inMemory?: boolean
+  /** Tests: an already opened database, which the app uses but does not close. */
+  database?: DatabaseHandle
 }
 
-export default fp<DatabasePluginOptions>(async (app, { inMemory = false }) => {
+export default fp<DatabasePluginOptions>(async (app, options) => {
   const { DATABASE_URL, DATA_DIR, DATABASE_POOL_MAX, MIGRATE_ON_START } = app.config
-  const database = await openDatabase({ url: DATABASE_URL, dataDir: inMemory ? undefined : DATA_DIR, poolMax: DATABASE_POOL_MAX })
-  app.addHook('onClose', async () => { await database.close() })
+  let database = options.database
+  if (database === undefined) {
+    const opened = await openDatabase({ url: DATABASE_URL, dataDir: DATA_DIR, poolMax: DATABASE_POOL_MAX })
+    app.addHook('onClose', async () => { await opened.close() })
+    database = opened
+  }
   if (MIGRATE_ON_START) await database.migrate()
   app.log.info({ database: database.kind }, 'database ready')
   app.decorate('database', database)

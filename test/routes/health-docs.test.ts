@@ -1,0 +1,76 @@
+import { test } from 'tap'
+import { build } from '../helper.js'
+
+test('GET /health/live: when the process runs, then 200 ok', async (t) => {
+  const app = await build(t)
+  const res = await app.inject({ url: '/health/live' })
+  t.equal(res.statusCode, 200)
+  t.same(res.json(), { status: 'ok' })
+})
+
+test('GET /health/ready: when the database answers, then 200; when it does not, then 503 problem', async (t) => {
+  const app = await build(t)
+  t.equal((await app.inject({ url: '/health/ready' })).statusCode, 200)
+  const ping = app.database.ping
+  app.database.ping = async () => { throw new Error('connection refused') }
+  t.teardown(() => { app.database.ping = ping })
+  const res = await app.inject({ url: '/health/ready' })
+  t.equal(res.statusCode, 503)
+  t.match(res.headers['content-type'], /^application\/problem\+json/)
+  t.equal(res.json().detail, 'Database is not reachable')
+})
+
+test('GET /openapi.json: when fetched, then an OpenAPI 3.1 document with the OAuth2 password flow at /auth/token', async (t) => {
+  const app = await build(t)
+  const res = await app.inject({ url: '/openapi.json' })
+  t.equal(res.statusCode, 200)
+  const doc = res.json()
+  t.equal(doc.openapi, '3.1.0')
+  t.same(doc.components.securitySchemes.OAuth2PasswordBearer.flows.password, { tokenUrl: '/auth/token', scopes: {} })
+  t.same(Object.keys(doc.paths).sort(), ['/auth/register', '/auth/token', '/health/live', '/health/ready', '/users/me'])
+  t.same(doc.paths['/users/me'].get.security, [{ OAuth2PasswordBearer: [] }])
+  t.same(doc.paths['/auth/token'].post.security, [])
+  t.ok(doc.paths['/auth/token'].post.requestBody.content['application/x-www-form-urlencoded'])
+  t.ok(doc.paths['/auth/token'].post.requestBody.content['application/json'])
+})
+
+test('GET /openapi.json: when any operation is read, then it has tags, a summary, an operationId and its error responses', async (t) => {
+  const app = await build(t)
+  const doc = (await app.inject({ url: '/openapi.json' })).json()
+  const expected: Record<string, string[]> = {
+    'post /auth/register': ['201', '400', '409', '413', '415', '429', '500'],
+    'post /auth/token': ['200', '400', '401', '413', '429', '500'],
+    'get /users/me': ['200', '401', '429', '500'],
+    'get /health/ready': ['200', '503'],
+    'get /health/live': ['200']
+  }
+  for (const [path, methods] of Object.entries<Record<string, { tags: string[], summary: string, operationId: string, responses: Record<string, unknown> }>>(doc.paths)) {
+    for (const [method, op] of Object.entries(methods)) {
+      const key = `${method} ${path}`
+      t.ok(op.tags.length > 0, `${key} has tags`)
+      t.ok(op.summary, `${key} has a summary`)
+      t.match(op.operationId, /^[a-z][A-Za-z]+$/, `${key} has a camelCase operationId`)
+      t.same(Object.keys(op.responses).sort(), expected[key].sort(), `${key} documents its statuses`)
+    }
+  }
+  const problem = doc.paths['/users/me'].get.responses['401'].content['application/problem+json'].schema
+  t.same(problem, { $ref: '#/components/schemas/Problem' })
+  t.ok(doc.components.schemas.Problem.properties.detail)
+})
+
+test('GET /docs: when opened, then Swagger UI is served', async (t) => {
+  const app = await build(t)
+  const res = await app.inject({ url: '/docs/' })
+  t.equal(res.statusCode, 200)
+  t.match(res.body, /swagger-ui/i)
+  const init = await app.inject({ url: '/docs/static/swagger-initializer.js' })
+  t.equal(init.statusCode, 200)
+})
+
+test('unknown route: when requested, then 404 problem details', async (t) => {
+  const app = await build(t)
+  const res = await app.inject({ url: '/nope?token=abc' })
+  t.equal(res.statusCode, 404)
+  t.match(res.headers['content-type'], /^application\/problem\+json/)
+  t.same(res.json(), { type: 'about:blank', title: 'Not Found', status: 404, detail: 'No route for GET /nope', code: 'not_found' })
+})
