@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts a throwaway PostgreSQL on 127.0.0.1 as the postgres user (it refuses to run as root) and prints its URL.
-# Usage: .ci/start-postgres.sh [port]   (installs Debian's postgresql when it is missing)
+# Usage: [PG_DIR=dir] .ci/start-postgres.sh [port]   (installs Debian's postgresql when it is missing)
+# Stop it with: su postgres -s /bin/sh -c "pg_ctl -D \$PG_DIR/data stop"
 set -euo pipefail
 PORT="${1:-54329}"
 if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
@@ -9,7 +10,8 @@ if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl 
   apt-get install -y -qq postgresql >&2
 fi
 BIN="$(dirname "$(ls /usr/lib/postgresql/*/bin/pg_ctl | sort -V | tail -1)")"
-DIR="$(mktemp -d /tmp/auth-pg.XXXXXX)"
+DIR="${PG_DIR:-$(mktemp -d /tmp/auth-pg.XXXXXX)}"
+mkdir -p "$DIR"
 chown postgres "$DIR"
 run() { if [ "$(id -u)" = 0 ]; then su postgres -s /bin/sh -c "$*"; else sh -c "$*"; fi; }
 run "$BIN/initdb -D $DIR/data -U postgres -A trust --no-sync >/dev/null"
