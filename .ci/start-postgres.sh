@@ -3,7 +3,7 @@
 # Usage: [PG_DIR=dir] .ci/start-postgres.sh [port]   (installs Debian's postgresql when it is missing)
 # Stop it with: su postgres -s /bin/sh -c "pg_ctl -D \$PG_DIR/data stop"
 set -euo pipefail
-PORT="${1:-54329}"
+PORT="${1:-$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")}"
 if ! command -v pg_ctl >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2
