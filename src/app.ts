@@ -4,7 +4,8 @@ import type { Config } from './config.js'
 import type { DatabaseHandle } from './db/client.js'
 import { loggerOptions } from './logger.js'
 import configPlugin from './plugins/config.js'
-import errorHandler from './plugins/error-handler.js'
+import errorHandler, { sendProblem } from './plugins/error-handler.js'
+import { toProblem } from './errors.js'
 import database from './plugins/database.js'
 import swagger from './plugins/swagger.js'
 import rateLimit from './plugins/rate-limit.js'
@@ -29,9 +30,10 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     trustProxy: config.TRUST_PROXY,
     // Clients send JSON: a number where a string belongs is an error, not something to coerce.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: true } },
-    // Answer 413/400 for malformed bodies rather than letting the parser throw past us.
     onProtoPoisoning: 'error',
-    onConstructorPoisoning: 'error'
+    onConstructorPoisoning: 'error',
+    // Errors raised before routing (a malformed URL) get the same problem format as the rest.
+    frameworkErrors: (error, _request, reply) => { sendProblem(reply, toProblem(error, config.BODY_LIMIT)) }
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   // Fastify parses text/plain by default; this API takes JSON (and forms at the token endpoint) only.
