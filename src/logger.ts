@@ -1,9 +1,7 @@
 import type { FastifyServerOptions } from 'fastify'
 import type { Config } from './config.js'
 
-const SENSITIVE_QUERY = /([?&](?:access_token|refresh_token|token|password|client_secret|code)=)[^&#]*/gi
-
-/** Pino options: no header, body or secret-bearing query value is ever written. */
+/** Pino options: no header, body or query string is ever written. */
 export function loggerOptions (config: Pick<Config, 'LOG_LEVEL'>): Exclude<FastifyServerOptions['logger'], boolean | undefined> {
   return {
     level: config.LOG_LEVEL,
@@ -15,7 +13,8 @@ export function loggerOptions (config: Pick<Config, 'LOG_LEVEL'>): Exclude<Fasti
     serializers: {
       req: (req: { method: string, url: string, ip?: string, id?: string }) => ({
         method: req.method,
-        url: req.url.replace(SENSITIVE_QUERY, '$1[REDACTED]'),
+        // The query string is dropped whole: a name-based filter is beaten by encodings (access%5Ftoken=...).
+        url: req.url.includes('?') ? req.url.slice(0, req.url.indexOf('?')) + '?[REDACTED]' : req.url,
         remoteAddress: req.ip
       })
     }
