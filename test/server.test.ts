@@ -2,9 +2,12 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { test } from 'tap'
-import { tempDir } from './helper.js'
+import { sql } from 'drizzle-orm'
+import { openDatabase } from '../src/db/client.js'
+import { tempDir, testDatabaseUrl } from './helper.js'
 
 const SERVER = fileURLToPath(new URL('../src/server.ts', import.meta.url))
+const MIGRATE = fileURLToPath(new URL('../src/migrate.ts', import.meta.url))
 
 interface Running {
   child: ChildProcess
@@ -100,4 +103,24 @@ test('npm start: when JWT_SECRET is a well-known value, then it refuses to start
   t.equal(code, 1)
   t.match(output, /JWT_SECRET: is a well-known or low-entropy value/)
   t.notMatch(output, secret)
+})
+
+test('npm run db:migrate: when run twice on a fresh database, then it applies the migrations and is idempotent', async (t) => {
+  const dataDir = await tempDir(t)
+  const databaseUrl = await testDatabaseUrl(t)
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '', DATA_DIR: dataDir, ...(databaseUrl !== undefined ? { DATABASE_URL: databaseUrl } : {}) }
+  for (let run = 1; run <= 2; run++) {
+    const child = spawn(process.execPath, ['--import', 'tsx', MIGRATE], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
+    child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
+    const [code] = await once(child, 'exit')
+    t.equal(code, 0, `run ${run}: ${output}`)
+    t.match(output, /migrations applied/)
+  }
+  const database = await openDatabase({ url: databaseUrl, dataDir })
+  t.teardown(async () => { await database.close() })
+  const result = await database.db.execute(sql`select to_regclass('public.users')::text as users_table`) as unknown
+  const rows = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as Array<{ users_table: string | null }>
+  t.equal(rows[0].users_table, 'users', 'the users table exists')
 })
