@@ -10,6 +10,7 @@ import database from './plugins/database.js'
 import swagger from './plugins/swagger.js'
 import rateLimit from './plugins/rate-limit.js'
 import services from './plugins/services.js'
+import sessions from './plugins/sessions.js'
 import auth from './plugins/auth.js'
 import healthRoutes from './routes/health.js'
 import authRoutes from './routes/auth/index.js'
@@ -45,6 +46,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(swagger)
   await app.register(rateLimit)
   await app.register(services)
+  await app.register(sessions)
   await app.register(auth)
 
   await app.register(healthRoutes, { prefix: '/health' })

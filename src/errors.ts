@@ -85,7 +85,9 @@ export interface OAuthErrorBody {
 
 export const OAuthErrors = {
   invalidRequest: (description: string) => new OAuthError(400, 'invalid_request', description),
-  unsupportedGrantType: () => new OAuthError(400, 'unsupported_grant_type', 'Only the password grant is supported'),
+  unsupportedGrantType: () => new OAuthError(400, 'unsupported_grant_type', 'Supported grant types: password, refresh_token'),
+  // RFC 6749 section 5.2: a bad refresh token is a 400 invalid_grant.
+  invalidRefreshToken: (description = 'Refresh token is invalid, expired or revoked') => new OAuthError(400, 'invalid_grant', description),
   // One answer for an unknown user and a wrong password, so the endpoint does not tell which users exist.
   invalidGrant: () =>
     new OAuthError(401, 'invalid_grant', 'Incorrect username or password', { 'www-authenticate': 'Bearer' }),

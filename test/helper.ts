@@ -1,4 +1,4 @@
-import { createHmac, randomBytes } from 'node:crypto'
+import { createHmac, randomBytes, randomUUID } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -121,7 +121,7 @@ export function forgeToken (header: Record<string, unknown>, payload: Record<str
 /** The claims a valid token for this user carries, to start forging from. */
 export function validClaims (userId: string, config: Pick<Config, 'JWT_ISSUER' | 'JWT_AUDIENCE'> = testConfig()): Record<string, unknown> {
   const now = Math.floor(Date.now() / 1000)
-  return { sub: userId, preferred_username: 'someone', iat: now, exp: now + 300, iss: config.JWT_ISSUER, aud: config.JWT_AUDIENCE, jti: 'forged-' + now }
+  return { sub: userId, sid: randomUUID(), preferred_username: 'someone', iat: now, exp: now + 300, iss: config.JWT_ISSUER, aud: config.JWT_AUDIENCE, jti: 'forged-' + now }
 }
 
 export const VALID_HEADER = { alg: 'HS256', typ: 'at+jwt' }

@@ -12,6 +12,8 @@ export interface DatabaseHandle {
   kind: 'postgres' | 'pglite'
   ping: () => Promise<void>
   migrate: () => Promise<void>
+  /** LISTEN on a channel; resolves to a function that stops listening. */
+  listen: (channel: string, onMessage: (payload: string) => void) => Promise<() => Promise<void>>
   close: () => Promise<void>
 }
 
@@ -43,6 +45,11 @@ async function openPostgres (url: string, poolMax: number): Promise<DatabaseHand
     kind: 'postgres',
     ping: async () => { await client`select 1` },
     migrate: async () => { await migratePostgres(url) },
+    listen: async (channel, onMessage) => {
+      // postgres.js keeps a dedicated connection for LISTEN and re-subscribes after it reconnects.
+      const { unlisten } = await client.listen(channel, onMessage)
+      return unlisten
+    },
     close: async () => { await client.end({ timeout: 5 }) }
   }
 }
@@ -80,6 +87,7 @@ async function openPglite (dataDir: string | undefined): Promise<DatabaseHandle>
     kind: 'pglite',
     ping: async () => { await db.execute(sql`select 1`) },
     migrate: async () => { await migrate(db, { migrationsFolder: MIGRATIONS_FOLDER }) },
+    listen: async (channel, onMessage) => await client.listen(channel, onMessage),
     close: async () => { await client.close() }
   }
 }

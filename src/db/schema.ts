@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm'
-import { pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
+import { index, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
 
 export const users = pgTable('users', {
   id: uuid('id').primaryKey().defaultRandom(),
@@ -15,3 +15,33 @@ export const users = pgTable('users', {
 ])
 
 export type UserRow = typeof users.$inferSelect
+
+export const sessions = pgTable('sessions', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  userId: uuid('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+  createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  lastUsedAt: timestamp('last_used_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
+  userAgent: text('user_agent'),
+  ipAddress: text('ip_address'),
+  endedAt: timestamp('ended_at', { withTimezone: true, mode: 'date' }),
+  endReason: text('end_reason')
+}, (t) => [
+  index('sessions_user_id_idx').on(t.userId),
+  // Instances re-read recently ended sessions by this column.
+  index('sessions_ended_at_idx').on(t.endedAt)
+])
+
+export const refreshTokens = pgTable('refresh_tokens', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  sessionId: uuid('session_id').notNull().references(() => sessions.id, { onDelete: 'cascade' }),
+  // SHA-256 of the token: the token itself is never stored.
+  tokenHash: text('token_hash').notNull(),
+  createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  rotatedAt: timestamp('rotated_at', { withTimezone: true, mode: 'date' })
+}, (t) => [
+  uniqueIndex('refresh_tokens_token_hash_key').on(t.tokenHash),
+  index('refresh_tokens_session_id_idx').on(t.sessionId)
+])
+
+export type SessionRow = typeof sessions.$inferSelect

@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import fastifyJwt from '@fastify/jwt'
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import { createVerifier } from 'fast-jwt'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Problems } from '../errors.js'
 import { resolveJwtSecret } from '../services/secrets.js'
 import { accessClaimsCheck, accessTokenPayload, type AccessClaims, type IssuedToken } from '../services/tokens.js'
@@ -17,7 +18,9 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** onRequest hook for protected routes: verifies the bearer token and sets request.user. */
     authenticate: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
-    tokenIssuer: { issue: (user: Pick<UserRow, 'id' | 'username'>) => IssuedToken }
+    tokenIssuer: { issue: (user: Pick<UserRow, 'id' | 'username'>, sessionId: string) => IssuedToken }
+    /** The session of an access token whose signature, issuer and audience check out, even if expired; else undefined. */
+    sessionOfAccessToken: (token: string) => string | undefined
   }
 }
 
@@ -50,7 +53,25 @@ export default fp(async (app) => {
   })
 
   app.decorate('tokenIssuer', {
-    issue: (user) => ({ accessToken: app.jwt.sign(accessTokenPayload(user)), expiresIn: ttlSeconds })
+    issue: (user, sessionId) => ({ accessToken: app.jwt.sign(accessTokenPayload(user, sessionId)), expiresIn: ttlSeconds })
+  })
+
+  const verifyIgnoringExpiry = createVerifier({
+    key: secret,
+    algorithms: [ALGORITHM],
+    checkTyp: 'at+jwt',
+    allowedIss: config.JWT_ISSUER,
+    allowedAud: config.JWT_AUDIENCE,
+    ignoreExpiration: true,
+    ignoreNotBefore: true
+  })
+  app.decorate('sessionOfAccessToken', (token: string) => {
+    try {
+      const claims: unknown = verifyIgnoringExpiry(token)
+      return accessClaimsCheck.Check(claims) ? claims.sid : undefined
+    } catch {
+      return undefined
+    }
   })
 
   app.decorate('authenticate', async (request: FastifyRequest) => {
@@ -66,6 +87,18 @@ export default fp(async (app) => {
       throw Problems.invalidToken()
     }
     if (!accessClaimsCheck.Check(claims)) throw Problems.invalidToken()
+    // In memory, kept current across instances by the sessions plugin: no query per request.
+    if (app.endedSessions.has(claims.sid)) throw Problems.invalidToken('Session has ended')
     request.user = claims
   })
-}, { name: 'auth', dependencies: ['config'] })
+}, { name: 'auth', dependencies: ['config', 'sessions'] })
+
+/**
+ * Protects every route of the calling (encapsulated) plugin. Added per route from onRoute so that it runs after
+ * the rate limiter's hook, which is added the same way earlier: floods of bad tokens are counted like any request.
+ */
+export function requireAuthentication (app: FastifyInstance): void {
+  app.addHook('onRoute', (route) => {
+    route.onRequest = [...[route.onRequest ?? []].flat(), app.authenticate]
+  })
+}

@@ -4,11 +4,12 @@ import swaggerUi from '@fastify/swagger-ui'
 import { ProblemSchema } from '../schemas/problem.js'
 import { OAuthErrorSchema, TokenResponseSchema } from '../schemas/oauth.js'
 import { UserSchema } from '../schemas/user.js'
+import { SessionSchema } from '../schemas/session.js'
 
 export const OAUTH2_SCHEME = 'OAuth2PasswordBearer'
 
 export default fp(async (app) => {
-  for (const schema of [ProblemSchema, OAuthErrorSchema, TokenResponseSchema, UserSchema]) app.addSchema(schema)
+  for (const schema of [ProblemSchema, OAuthErrorSchema, TokenResponseSchema, UserSchema, SessionSchema]) app.addSchema(schema)
 
   await app.register(swagger, {
     openapi: {
@@ -29,7 +30,7 @@ export default fp(async (app) => {
           [OAUTH2_SCHEME]: {
             type: 'oauth2',
             description: 'Log in with a username (or email) and password; the token endpoint also accepts JSON.',
-            flows: { password: { tokenUrl: '/auth/token', scopes: {} } }
+            flows: { password: { tokenUrl: '/auth/token', refreshUrl: '/auth/token', scopes: {} } }
           }
         }
       }

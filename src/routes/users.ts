@@ -2,23 +2,22 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { Problems } from '../errors.js'
 import { problemResponses } from '../schemas/problem.js'
+import { SessionIdParamsSchema, SessionSchema } from '../schemas/session.js'
 import { UserSchema } from '../schemas/user.js'
 import { toPublicUser } from '../services/users.js'
+import { requireAuthentication } from '../plugins/auth.js'
 import { OAUTH2_SCHEME } from '../plugins/swagger.js'
 
 const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  // Every route in this plugin is protected. Added per route from onRoute so that it runs after the rate limiter's
-  // hook (which is added the same way, earlier): floods of bad tokens are counted like any other request.
-  app.addHook('onRoute', (route) => {
-    route.onRequest = [...[route.onRequest ?? []].flat(), app.authenticate]
-  })
+  requireAuthentication(app)
+  const security = [{ [OAUTH2_SCHEME]: [] }]
 
   app.get('/me', {
     schema: {
       tags: ['users'],
       summary: 'The signed-in user',
       operationId: 'getCurrentUser',
-      security: [{ [OAUTH2_SCHEME]: [] }],
+      security,
       response: { 200: Type.Ref(UserSchema), ...problemResponses(401, 429, 500) }
     }
   }, async (request) => {
@@ -26,6 +25,56 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
     // A valid token of a user who no longer exists proves nothing.
     if (user === undefined) throw Problems.invalidToken()
     return toPublicUser(user)
+  })
+
+  app.get('/me/sessions', {
+    schema: {
+      tags: ['users'],
+      summary: 'The signed-in user\'s active sessions',
+      operationId: 'listSessions',
+      security,
+      response: { 200: Type.Array(Type.Ref(SessionSchema)), ...problemResponses(401, 429, 500) }
+    }
+  }, async (request) => {
+    const rows = await app.sessions.listActive(request.user.sub)
+    return rows.map(s => ({
+      id: s.id,
+      created_at: s.createdAt.toISOString(),
+      last_used_at: s.lastUsedAt.toISOString(),
+      expires_at: s.expiresAt.toISOString(),
+      user_agent: s.userAgent,
+      ip_address: s.ipAddress,
+      current: s.id === request.user.sid
+    }))
+  })
+
+  app.delete('/me/sessions/:id', {
+    schema: {
+      tags: ['users'],
+      summary: 'End one of the signed-in user\'s sessions',
+      operationId: 'endSession',
+      security,
+      params: SessionIdParamsSchema,
+      response: { 204: Type.Null({ description: 'Ended' }), ...problemResponses(400, 401, 404, 429, 500) }
+    }
+  }, async (request, reply) => {
+    const ended = await app.sessions.end({ userId: request.user.sub, sessionId: request.params.id }, 'ended_by_user')
+    // Someone else's session and an unknown one get the same answer.
+    if (ended.length === 0) throw Problems.notFound('No active session with that id')
+    return await reply.code(204).send(null)
+  })
+
+  app.delete('/me/sessions', {
+    schema: {
+      tags: ['users'],
+      summary: 'End all of the signed-in user\'s sessions, this one included',
+      operationId: 'endAllSessions',
+      security,
+      response: { 204: Type.Null({ description: 'Ended' }), ...problemResponses(401, 429, 500) }
+    }
+  }, async (request, reply) => {
+    await app.sessions.end({ userId: request.user.sub }, 'ended_all_by_user')
+    return await reply.code(204).send(null)
   })
 }
 

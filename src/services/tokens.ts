@@ -8,6 +8,7 @@ const UUID = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a
 /** The claims every access token we accept must carry, with the right types (RFC 9068 profile). */
 export const AccessClaimsSchema = Type.Object({
   sub: Type.String({ pattern: UUID }),
+  sid: Type.String({ pattern: UUID }),
   preferred_username: Type.String(),
   iat: Type.Integer(),
   exp: Type.Integer(),
@@ -26,6 +27,6 @@ export interface IssuedToken {
   expiresIn: number
 }
 
-export function accessTokenPayload (user: Pick<UserRow, 'id' | 'username'>): Record<string, string> {
-  return { sub: user.id, preferred_username: user.username, jti: randomUUID() }
+export function accessTokenPayload (user: Pick<UserRow, 'id' | 'username'>, sessionId: string): Record<string, string> {
+  return { sub: user.id, sid: sessionId, preferred_username: user.username, jti: randomUUID() }
 }

@@ -24,7 +24,8 @@ test('POST /auth/token: when a form login is right, then 200 with a bearer token
   const body = res.json()
   t.equal(body.token_type, 'bearer')
   t.equal(body.expires_in, 900)
-  t.same(Object.keys(body).sort(), ['access_token', 'expires_in', 'token_type'])
+  t.same(Object.keys(body).sort(), ['access_token', 'expires_in', 'refresh_token', 'token_type'])
+  t.match(body.refresh_token, /^[A-Za-z0-9_-]{43}$/)
   const header = JSON.parse(Buffer.from(body.access_token.split('.')[0], 'base64url').toString())
   t.same(header, { alg: 'HS256', typ: 'at+jwt' })
   const claims = decodePayload(body.access_token)
@@ -92,7 +93,7 @@ test('POST /auth/token: when the user is unknown, then a hash is still verified 
 
 test('POST /auth/token: when another grant type is asked for, then 400 unsupported_grant_type', async (t) => {
   const app = await build(t)
-  for (const grantType of ['client_credentials', 'authorization_code', 'refresh_token', '']) {
+  for (const grantType of ['client_credentials', 'authorization_code', 'urn:ietf:params:oauth:grant-type:jwt-bearer', '']) {
     const res = await app.inject(form({ grant_type: grantType, username: 'a', password: 'b' }))
     t.equal(res.statusCode, 400, grantType)
     t.equal(res.json().error, 'unsupported_grant_type')

@@ -1,10 +1,12 @@
 import type { FastifyPluginAsync } from 'fastify'
 import registerRoutes from './register.js'
 import tokenRoutes from './token.js'
+import logoutRoutes from './logout.js'
 
 const authRoutes: FastifyPluginAsync = async (app) => {
   await app.register(registerRoutes)
   await app.register(tokenRoutes)
+  await app.register(logoutRoutes)
 }
 
 export default authRoutes

@@ -1,15 +1,30 @@
 import formbody from '@fastify/formbody'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { OAuthErrors, toOAuthError } from '../../errors.js'
-import { oauthErrorResponses, TokenRequestSchema, TokenResponseSchema } from '../../schemas/oauth.js'
+import { oauthErrorResponses, RevokeRequestSchema, TokenRequestSchema, TokenResponseSchema } from '../../schemas/oauth.js'
+import type { UserRow } from '../../db/schema.js'
 
 const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' }
+
+type Fields = Record<string, string | undefined>
+
+function required (body: Fields, field: string): string {
+  const value = body[field]
+  if (value === undefined || value === '') throw OAuthErrors.invalidRequest(`${field} is required`)
+  return value
+}
+
+function formOrJson<T> (schema: T): { content: Record<string, { schema: T }> } {
+  return { content: { 'application/x-www-form-urlencoded': { schema }, 'application/json': { schema } } }
+}
 
 const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
   // Form bodies are accepted here only: the rest of the API speaks JSON.
   await app.register(formbody)
   const bodyLimit = app.initialConfig.bodyLimit ?? 1048576
+  const limit = { max: app.config.RATE_LIMIT_TOKEN_MAX, timeWindow: app.config.RATE_LIMIT_WINDOW_SECONDS * 1000 }
 
   // RFC 6749 section 5.2: every failure here is {error, error_description}, never a problem document.
   app.setErrorHandler((error, request, reply) => {
@@ -18,36 +33,75 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return reply.code(oauthError.status).headers({ ...NO_STORE, ...oauthError.headers }).send(oauthError.toBody())
   })
 
+  function tokenResponse (user: Pick<UserRow, 'id' | 'username'>, sessionId: string, refreshToken: string) {
+    const { accessToken, expiresIn } = app.tokenIssuer.issue(user, sessionId)
+    return { access_token: accessToken, token_type: 'bearer' as const, expires_in: expiresIn, refresh_token: refreshToken }
+  }
+
+  async function passwordGrant (request: FastifyRequest, body: Fields) {
+    const username = required(body, 'username')
+    const password = required(body, 'password')
+    const user = await app.users.authenticate(username, password)
+    if (user === undefined) throw OAuthErrors.invalidGrant()
+    const { session, refreshToken } = await app.sessions.open(user.id, { userAgent: request.headers['user-agent'], ipAddress: request.ip })
+    return tokenResponse(user, session.id, refreshToken)
+  }
+
+  async function refreshGrant (body: Fields) {
+    const outcome = await app.sessions.refresh(required(body, 'refresh_token'))
+    if (!outcome.ok) {
+      throw OAuthErrors.invalidRefreshToken(outcome.reason === 'raced'
+        ? 'Refresh token was already used by a concurrent request'
+        : 'Refresh token is invalid, expired or revoked')
+    }
+    return tokenResponse(outcome.user, outcome.session.id, outcome.refreshToken)
+  }
+
   app.post('/token', {
-    config: { rateLimit: { max: app.config.RATE_LIMIT_TOKEN_MAX, timeWindow: app.config.RATE_LIMIT_WINDOW_SECONDS * 1000 } },
+    config: { rateLimit: limit },
     attachValidation: true,
     schema: {
       tags: ['auth'],
-      summary: 'Get an access token (OAuth2 password grant)',
-      description: 'RFC 6749 section 4.3. Send `application/x-www-form-urlencoded` (as OAuth2 clients do) or JSON with the same fields. ' +
+      summary: 'Get tokens: OAuth2 password grant or refresh-token rotation',
+      description: 'RFC 6749 sections 4.3 and 6. Send `application/x-www-form-urlencoded` (as OAuth2 clients do) or JSON with ' +
+        'the same fields. Each password login opens a session; each refresh retires the refresh token it was given. ' +
         'HTTP Basic client authentication and `client_id` are accepted and ignored.',
       operationId: 'createToken',
       security: [],
-      body: {
-        content: {
-          'application/x-www-form-urlencoded': { schema: TokenRequestSchema },
-          'application/json': { schema: TokenRequestSchema }
-        }
-      },
+      body: formOrJson(TokenRequestSchema),
       response: { 200: Type.Ref(TokenResponseSchema), ...oauthErrorResponses(400, 401, 413, 429, 500) }
     }
   }, async (request, reply) => {
     if (request.validationError !== undefined) throw request.validationError
-    const body = (request.body ?? {}) as Record<string, string | undefined>
+    const body = (request.body ?? {}) as Fields
     const grantType = body.grant_type ?? 'password'
-    if (grantType !== 'password') throw OAuthErrors.unsupportedGrantType()
-    for (const field of ['username', 'password'] as const) {
-      if (body[field] === undefined || body[field] === '') throw OAuthErrors.invalidRequest(`${field} is required`)
+    let response
+    if (grantType === 'password') response = await passwordGrant(request, body)
+    else if (grantType === 'refresh_token') response = await refreshGrant(body)
+    else throw OAuthErrors.unsupportedGrantType()
+    return reply.headers(NO_STORE).send(response)
+  })
+
+  app.post('/revoke', {
+    config: { rateLimit: limit },
+    attachValidation: true,
+    schema: {
+      tags: ['auth'],
+      summary: 'Revoke a token (RFC 7009): ends the session it belongs to',
+      description: 'Answers 200 for unknown, expired and already revoked tokens alike (RFC 7009 section 2.2). ' +
+        'Access tokens of the session are refused from then on, on every instance, within a second.',
+      operationId: 'revokeToken',
+      security: [],
+      body: formOrJson(RevokeRequestSchema),
+      response: { 200: Type.Object({}, { description: 'Revoked, or nothing to revoke' }), ...oauthErrorResponses(400, 413, 429, 500) }
     }
-    const user = await app.users.authenticate(body.username as string, body.password as string)
-    if (user === undefined) throw OAuthErrors.invalidGrant()
-    const { accessToken, expiresIn } = app.tokenIssuer.issue(user)
-    return reply.headers(NO_STORE).send({ access_token: accessToken, token_type: 'bearer' as const, expires_in: expiresIn })
+  }, async (request, reply) => {
+    if (request.validationError !== undefined) throw request.validationError
+    const token = required((request.body ?? {}) as Fields, 'token')
+    // The hint is only a hint: both kinds are looked for, whatever it says.
+    const sessionId = await app.sessions.sessionOfRefreshToken(token) ?? app.sessionOfAccessToken(token)
+    if (sessionId !== undefined) await app.sessions.end({ sessionId }, 'revoked')
+    return reply.headers(NO_STORE).send({})
   })
 }
 

@@ -1,0 +1,24 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import { problemResponses } from '../../schemas/problem.js'
+import { requireAuthentication } from '../../plugins/auth.js'
+import { OAUTH2_SCHEME } from '../../plugins/swagger.js'
+
+const logoutRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  requireAuthentication(app)
+
+  app.post('/logout', {
+    schema: {
+      tags: ['auth'],
+      summary: 'End the caller\'s session: its refresh token and access tokens stop working',
+      operationId: 'logout',
+      security: [{ [OAUTH2_SCHEME]: [] }],
+      response: { 204: Type.Null({ description: 'Logged out' }), ...problemResponses(401, 429, 500) }
+    }
+  }, async (request, reply) => {
+    await app.sessions.end({ sessionId: request.user.sid }, 'logout')
+    return await reply.code(204).send(null)
+  })
+}
+
+export default logoutRoutes

@@ -1,0 +1,131 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { and, desc, eq, gt, isNull, sql } from 'drizzle-orm'
+import type { Database } from '../db/client.js'
+import { refreshTokens, sessions, users, type SessionRow, type UserRow } from '../db/schema.js'
+
+export const SESSION_ENDED_CHANNEL = 'auth_session_ended'
+
+export interface SessionPolicy {
+  absoluteTtlSeconds: number
+  idleTtlSeconds: number
+  reuseGraceSeconds: number
+}
+
+export interface ClientMeta {
+  userAgent?: string
+  ipAddress?: string
+}
+
+export type RefreshOutcome =
+  | { ok: true, user: UserRow, session: SessionRow, refreshToken: string }
+  | { ok: false, reason: 'unknown' | 'inactive' | 'raced' | 'reused' }
+
+export interface SessionService {
+  open: (userId: string, meta: ClientMeta) => Promise<{ session: SessionRow, refreshToken: string }>
+  /** Rotates a refresh token: at most one caller ever wins a given token. */
+  refresh: (refreshToken: string) => Promise<RefreshOutcome>
+  sessionOfRefreshToken: (refreshToken: string) => Promise<string | undefined>
+  /** Ends sessions (all of the user's when sessionId is undefined); returns the ids that ended now. */
+  end: (target: { userId?: string, sessionId?: string }, reason: string) => Promise<string[]>
+  listActive: (userId: string) => Promise<SessionRow[]>
+}
+
+/** 256 random bits; stored only as a SHA-256 hash (a fast hash suffices for a secret this long). */
+export function newRefreshToken (): { token: string, hash: string } {
+  const token = randomBytes(32).toString('base64url')
+  return { token, hash: hashRefreshToken(token) }
+}
+
+export function hashRefreshToken (token: string): string {
+  return createHash('sha256').update(token).digest('base64url')
+}
+
+const REFRESH_TOKEN_SHAPE = /^[A-Za-z0-9_-]{43}$/
+
+export function createSessionService (db: Database, policy: SessionPolicy, onEnded: (ids: Array<{ id: string, endedAt: Date }>) => Promise<void>): SessionService {
+  const isActive = (s: SessionRow, now: Date): boolean =>
+    s.endedAt === null && s.expiresAt > now && s.lastUsedAt.getTime() + policy.idleTtlSeconds * 1000 > now.getTime()
+
+  async function end (target: { userId?: string, sessionId?: string }, reason: string): Promise<string[]> {
+    const conditions = [isNull(sessions.endedAt)]
+    if (target.userId !== undefined) conditions.push(eq(sessions.userId, target.userId))
+    if (target.sessionId !== undefined) conditions.push(eq(sessions.id, target.sessionId))
+    if (conditions.length === 1) throw new Error('end() needs a user or a session')
+    const ended = await db.update(sessions)
+      .set({ endedAt: sql`now()`, endReason: reason })
+      .where(and(...conditions))
+      .returning({ id: sessions.id, endedAt: sessions.endedAt })
+    const rows = ended.map(r => ({ id: r.id, endedAt: r.endedAt ?? new Date() }))
+    if (rows.length > 0) await onEnded(rows)
+    return rows.map(r => r.id)
+  }
+
+  return {
+    async open (userId, meta) {
+      const { token, hash } = newRefreshToken()
+      const session = await db.transaction(async (tx) => {
+        const [row] = await tx.insert(sessions).values({
+          userId,
+          expiresAt: new Date(Date.now() + policy.absoluteTtlSeconds * 1000),
+          userAgent: meta.userAgent?.slice(0, 512),
+          ipAddress: meta.ipAddress
+        }).returning()
+        await tx.insert(refreshTokens).values({ sessionId: row.id, tokenHash: hash })
+        return row
+      })
+      return { session, refreshToken: token }
+    },
+
+    async refresh (refreshToken) {
+      if (!REFRESH_TOKEN_SHAPE.test(refreshToken)) return { ok: false, reason: 'unknown' }
+      const hash = hashRefreshToken(refreshToken)
+      // The conditional update is the decision: of any number of racing refreshes, one sees a row.
+      const [claimed] = await db.update(refreshTokens)
+        .set({ rotatedAt: sql`now()` })
+        .where(and(eq(refreshTokens.tokenHash, hash), isNull(refreshTokens.rotatedAt)))
+        .returning({ sessionId: refreshTokens.sessionId })
+
+      if (claimed === undefined) {
+        // The age is computed by the database, whose clock also wrote rotated_at.
+        const [retired] = await db.select({
+          sessionId: refreshTokens.sessionId,
+          ageSeconds: sql<number | null>`extract(epoch from (now() - ${refreshTokens.rotatedAt}))::float8`
+        }).from(refreshTokens).where(eq(refreshTokens.tokenHash, hash)).limit(1)
+        if (retired?.ageSeconds == null) return { ok: false, reason: 'unknown' }
+        if (Number(retired.ageSeconds) <= policy.reuseGraceSeconds) return { ok: false, reason: 'raced' }
+        // A retired token presented again means two parties hold it: end the session (OAuth 2.0 security BCP 4.14).
+        await end({ sessionId: retired.sessionId }, 'refresh_token_reuse')
+        return { ok: false, reason: 'reused' }
+      }
+
+      const now = new Date()
+      const [row] = await db.select().from(sessions).innerJoin(users, eq(users.id, sessions.userId))
+        .where(eq(sessions.id, claimed.sessionId)).limit(1)
+      if (row === undefined || !isActive(row.sessions, now)) return { ok: false, reason: 'inactive' }
+      const { token, hash: nextHash } = newRefreshToken()
+      const session = await db.transaction(async (tx) => {
+        await tx.insert(refreshTokens).values({ sessionId: claimed.sessionId, tokenHash: nextHash })
+        const [touched] = await tx.update(sessions).set({ lastUsedAt: sql`now()` }).where(eq(sessions.id, claimed.sessionId)).returning()
+        return touched
+      })
+      return { ok: true, user: row.users, session, refreshToken: token }
+    },
+
+    async sessionOfRefreshToken (refreshToken) {
+      if (!REFRESH_TOKEN_SHAPE.test(refreshToken)) return undefined
+      const [row] = await db.select({ sessionId: refreshTokens.sessionId }).from(refreshTokens)
+        .where(eq(refreshTokens.tokenHash, hashRefreshToken(refreshToken))).limit(1)
+      return row?.sessionId
+    },
+
+    end,
+
+    async listActive (userId) {
+      const now = new Date()
+      const rows = await db.select().from(sessions)
+        .where(and(eq(sessions.userId, userId), isNull(sessions.endedAt), gt(sessions.expiresAt, now)))
+        .orderBy(desc(sessions.lastUsedAt))
+      return rows.filter(s => isActive(s, now))
+    }
+  }
+}
