@@ -15,6 +15,7 @@ import auth from './plugins/auth.js'
 import healthRoutes from './routes/health.js'
 import authRoutes from './routes/auth/index.js'
 import userRoutes from './routes/users.js'
+import wellKnownRoutes from './routes/well-known.js'
 
 export interface BuildOptions {
   /** Replaces the pino options derived from the config (tests capture logs through a stream). */
@@ -52,6 +53,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   await app.register(healthRoutes, { prefix: '/health' })
   await app.register(authRoutes, { prefix: '/auth' })
   await app.register(userRoutes, { prefix: '/users' })
+  await app.register(wellKnownRoutes, { prefix: '/.well-known' })
 
   return app
 }

@@ -13,6 +13,10 @@ export const ConfigSchema = Type.Object({
   DATA_DIR: Type.String({ minLength: 1, default: './data' }),
   MIGRATE_ON_START: Type.Boolean({ default: true }),
   JWT_SECRET: Type.Optional(Type.String()),
+  JWT_PRIVATE_KEY: Type.Optional(Type.String()),
+  JWT_PRIVATE_KEY_FILE: Type.Optional(Type.String({ minLength: 1 })),
+  JWT_VERIFY_KEYS: Type.Optional(Type.String()),
+  JWT_VERIFY_KEYS_FILE: Type.Optional(Type.String({ minLength: 1 })),
   JWT_ISSUER: Type.String({ minLength: 1, default: 'auth-service' }),
   JWT_AUDIENCE: Type.String({ minLength: 1, default: 'auth-service' }),
   ACCESS_TOKEN_TTL: Type.Integer({ minimum: 30, maximum: 86400, default: 900 }),
@@ -53,7 +57,7 @@ const WELL_KNOWN_SECRETS = new Set([
 ])
 
 export const MIN_SECRET_BYTES = 32
-const SECRET_KEYS = new Set(['JWT_SECRET', 'DATABASE_URL'])
+const SECRET_KEYS = new Set(['JWT_SECRET', 'DATABASE_URL', 'JWT_PRIVATE_KEY', 'JWT_VERIFY_KEYS'])
 
 export function secretProblem (secret: string): string | undefined {
   if (Buffer.byteLength(secret, 'utf8') < MIN_SECRET_BYTES) {
@@ -104,8 +108,12 @@ export function loadConfig (env: Record<string, unknown> = process.env): Config 
       const problem = secretProblem(config.JWT_SECRET)
       if (problem !== undefined) unique.push(`JWT_SECRET: ${problem}`)
     }
+    if (config.JWT_PRIVATE_KEY !== undefined && config.JWT_PRIVATE_KEY_FILE !== undefined) unique.push('JWT_PRIVATE_KEY_FILE: set either it or JWT_PRIVATE_KEY, not both')
+    if (config.JWT_VERIFY_KEYS !== undefined && config.JWT_VERIFY_KEYS_FILE !== undefined) unique.push('JWT_VERIFY_KEYS_FILE: set either it or JWT_VERIFY_KEYS, not both')
     if (config.NODE_ENV === 'production') {
-      if (config.JWT_SECRET === undefined) unique.push('JWT_SECRET: is required when NODE_ENV=production')
+      if (config.JWT_SECRET === undefined && config.JWT_PRIVATE_KEY === undefined && config.JWT_PRIVATE_KEY_FILE === undefined) {
+        unique.push('JWT_SECRET: is required when NODE_ENV=production, unless JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE is set')
+      }
       if (config.DATABASE_URL === undefined) unique.push('DATABASE_URL: is required when NODE_ENV=production')
     }
   }

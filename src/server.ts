@@ -1,6 +1,7 @@
 import closeWithGrace from 'close-with-grace'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig } from './config.js'
+import { KeyError } from './services/keys.js'
 
 let config
 try {
@@ -11,7 +12,15 @@ try {
   process.exit(1)
 }
 
-const app = await buildApp(config)
+let app
+try {
+  app = await buildApp(config)
+} catch (error) {
+  // A bad key is a configuration error: say which setting, without a stack trace.
+  if (!(error instanceof KeyError)) throw error
+  console.error(`Invalid configuration:\n  ${error.message}`)
+  process.exit(1)
+}
 
 closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
   if (err !== undefined) app.log.error({ err }, 'shutting down after an error')

@@ -59,7 +59,7 @@ test('loadConfig: when JWT_SECRET is short or well known, then it is refused in 
 
 test('loadConfig: when NODE_ENV=production, then JWT_SECRET and DATABASE_URL are required', async (t) => {
   t.same(problemsOf({ NODE_ENV: 'production' }), [
-    'JWT_SECRET: is required when NODE_ENV=production',
+    'JWT_SECRET: is required when NODE_ENV=production, unless JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE is set',
     'DATABASE_URL: is required when NODE_ENV=production'
   ])
   t.same(problemsOf({ NODE_ENV: 'production', JWT_SECRET: STRONG, DATABASE_URL: 'postgres://u:p@db:5432/auth' }), [])

@@ -86,7 +86,7 @@ test('npm start: when NODE_ENV=production lacks JWT_SECRET and DATABASE_URL, the
   child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
   const [code] = await once(child, 'exit')
   t.equal(code, 1)
-  t.match(output, /JWT_SECRET: is required when NODE_ENV=production/)
+  t.match(output, /JWT_SECRET: is required when NODE_ENV=production, unless JWT_PRIVATE_KEY/)
   t.match(output, /DATABASE_URL: is required when NODE_ENV=production/)
 })
 

@@ -3,7 +3,7 @@ import fastifyJwt from '@fastify/jwt'
 import { createVerifier } from 'fast-jwt'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Problems } from '../errors.js'
-import { resolveJwtSecret } from '../services/secrets.js'
+import { loadKeyRing, type KeyRing } from '../services/keys.js'
 import { accessClaimsCheck, accessTokenPayload, type AccessClaims, type IssuedToken } from '../services/tokens.js'
 import type { UserRow } from '../db/schema.js'
 
@@ -21,50 +21,80 @@ declare module 'fastify' {
     tokenIssuer: { issue: (user: Pick<UserRow, 'id' | 'username'>, sessionId: string) => IssuedToken }
     /** The session of an access token whose signature, issuer and audience check out, even if expired; else undefined. */
     sessionOfAccessToken: (token: string) => string | undefined
+    keyRing: KeyRing
   }
 }
 
-const ALGORITHM = 'HS256'
 const BEARER = /^Bearer +(\S*) *$/i
+// Headers that point a verifier at keys elsewhere (RFC 8725 section 3.10): never followed, always refused.
+const FOREIGN_KEY_HEADERS = ['jku', 'x5u', 'jwk', 'x5c']
+
+type Verify = (token: string) => unknown
+
+class InvalidToken extends Error {}
+
+/** Picks the verifier by the header's kid before any signature work: unknown kids never reach a database or network. */
+function keyedVerifier (verifiers: Map<string | undefined, Verify>): Verify {
+  return (token) => {
+    const [encodedHeader, , signature, extra] = token.split('.')
+    if (signature === undefined || extra !== undefined) throw new InvalidToken()
+    let header: Record<string, unknown>
+    try {
+      header = JSON.parse(Buffer.from(encodedHeader, 'base64url').toString('utf8'))
+    } catch {
+      throw new InvalidToken()
+    }
+    if (header === null || typeof header !== 'object' || FOREIGN_KEY_HEADERS.some(h => h in header)) throw new InvalidToken()
+    const kid = header.kid
+    if (kid !== undefined && typeof kid !== 'string') throw new InvalidToken()
+    const verify = verifiers.get(kid)
+    if (verify === undefined) throw new InvalidToken()
+    return verify(token)
+  }
+}
 
 export default fp(async (app) => {
   const config = app.config
-  const secret = await resolveJwtSecret(config.JWT_SECRET, config.DATA_DIR)
+  const keyRing = await loadKeyRing(config)
   const ttlSeconds = config.ACCESS_TOKEN_TTL
+  const { signing } = keyRing
 
   await app.register(fastifyJwt, {
-    secret,
+    secret: signing.alg === 'HS256' ? signing.key : { private: signing.key, public: keyRing.verification[0].key },
     sign: {
-      algorithm: ALGORITHM,
-      header: { alg: ALGORITHM, typ: 'at+jwt' },
+      algorithm: signing.alg,
+      ...(signing.kid !== undefined ? { kid: signing.kid } : {}),
+      header: { alg: signing.alg, typ: 'at+jwt' },
       expiresIn: ttlSeconds, // @fastify/jwt reads numbers as seconds
       iss: config.JWT_ISSUER,
       aud: config.JWT_AUDIENCE
-    },
-    verify: {
-      // RFC 8725: pin the algorithm, check the type and the audience and issuer, require the time claims.
-      algorithms: [ALGORITHM],
-      checkTyp: 'at+jwt',
-      allowedIss: config.JWT_ISSUER,
-      allowedAud: config.JWT_AUDIENCE,
-      requiredClaims: ['exp', 'iat', 'sub', 'iss', 'aud'],
-      cache: 1000
     }
   })
+
+  // RFC 8725: one verifier per key, each pinned to its key's algorithm (no HS256 with a public key), checking
+  // the type, issuer and audience and requiring the time claims.
+  const strict = new Map<string | undefined, Verify>()
+  const lenient = new Map<string | undefined, Verify>()
+  for (const key of keyRing.verification) {
+    const options = {
+      key: key.key,
+      algorithms: [key.alg],
+      checkTyp: 'at+jwt',
+      allowedIss: config.JWT_ISSUER,
+      allowedAud: config.JWT_AUDIENCE
+    }
+    strict.set(key.kid, createVerifier({ ...options, requiredClaims: ['exp', 'iat', 'sub', 'iss', 'aud'], cache: 1000 }))
+    lenient.set(key.kid, createVerifier({ ...options, ignoreExpiration: true, ignoreNotBefore: true }))
+  }
+  const verifyAccessToken = keyedVerifier(strict)
+  const verifyIgnoringExpiry = keyedVerifier(lenient)
+
+  app.decorate('keyRing', keyRing)
 
   app.decorate('tokenIssuer', {
     issue: (user, sessionId) => ({ accessToken: app.jwt.sign(accessTokenPayload(user, sessionId)), expiresIn: ttlSeconds })
   })
 
-  const verifyIgnoringExpiry = createVerifier({
-    key: secret,
-    algorithms: [ALGORITHM],
-    checkTyp: 'at+jwt',
-    allowedIss: config.JWT_ISSUER,
-    allowedAud: config.JWT_AUDIENCE,
-    ignoreExpiration: true,
-    ignoreNotBefore: true
-  })
   app.decorate('sessionOfAccessToken', (token: string) => {
     try {
       const claims: unknown = verifyIgnoringExpiry(token)
@@ -80,7 +110,7 @@ export default fp(async (app) => {
     if (match === null) throw Problems.notAuthenticated()
     let claims: unknown
     try {
-      claims = app.jwt.verify(match[1])
+      claims = verifyAccessToken(match[1])
     } catch (error) {
       // fast-jwt throws for every way a token can be bad, some of them as plain TypeErrors: all are a 401.
       if ((error as { code?: string }).code === 'FAST_JWT_EXPIRED') throw Problems.tokenExpired()

@@ -27,7 +27,7 @@ test('GET /openapi.json: when fetched, then an OpenAPI 3.1 document with the OAu
   const doc = res.json()
   t.equal(doc.openapi, '3.1.0')
   t.same(doc.components.securitySchemes.OAuth2PasswordBearer.flows.password, { tokenUrl: '/auth/token', refreshUrl: '/auth/token', scopes: {} })
-  t.same(Object.keys(doc.paths).sort(), ['/auth/logout', '/auth/register', '/auth/revoke', '/auth/token', '/health/live', '/health/ready', '/users/me', '/users/me/sessions', '/users/me/sessions/{id}'])
+  t.same(Object.keys(doc.paths).sort(), ['/.well-known/jwks.json', '/auth/logout', '/auth/register', '/auth/revoke', '/auth/token', '/health/live', '/health/ready', '/users/me', '/users/me/sessions', '/users/me/sessions/{id}'])
   t.same(doc.paths['/users/me'].get.security, [{ OAuth2PasswordBearer: [] }])
   t.same(doc.paths['/auth/token'].post.security, [])
   t.ok(doc.paths['/auth/token'].post.requestBody.content['application/x-www-form-urlencoded'])
@@ -41,6 +41,7 @@ test('GET /openapi.json: when any operation is read, then it has tags, a summary
     'post /auth/register': ['201', '400', '409', '413', '415', '429', '500'],
     'post /auth/token': ['200', '400', '401', '413', '429', '500'],
     'get /users/me': ['200', '401', '429', '500'],
+    'get /.well-known/jwks.json': ['200'],
     'post /auth/revoke': ['200', '400', '413', '429', '500'],
     'post /auth/logout': ['204', '401', '429', '500'],
     'get /users/me/sessions': ['200', '401', '429', '500'],
