@@ -41,19 +41,27 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   // Fastify parses text/plain by default; this API takes JSON (and forms at the token endpoint) only.
   app.removeContentTypeParser('text/plain')
 
-  await app.register(configPlugin, { config })
-  await app.register(errorHandler)
-  await app.register(database, { database: options.database })
-  await app.register(swagger)
-  await app.register(rateLimit)
-  await app.register(services)
-  await app.register(sessions)
-  await app.register(auth)
+  app.register(configPlugin, { config })
+  app.register(errorHandler)
+  app.register(database, { database: options.database })
+  app.register(swagger)
+  app.register(rateLimit)
+  app.register(services)
+  app.register(sessions)
+  app.register(auth)
 
-  await app.register(healthRoutes, { prefix: '/health' })
-  await app.register(authRoutes, { prefix: '/auth' })
-  await app.register(userRoutes, { prefix: '/users' })
-  await app.register(wellKnownRoutes, { prefix: '/.well-known' })
+  app.register(healthRoutes, { prefix: '/health' })
+  app.register(authRoutes, { prefix: '/auth' })
+  app.register(userRoutes, { prefix: '/users' })
+  app.register(wellKnownRoutes, { prefix: '/.well-known' })
+
+  try {
+    await app.ready()
+  } catch (error) {
+    // A plugin that failed to load must not leave the ones before it (a database pool, a timer) open.
+    await app.close().catch(() => {})
+    throw error
+  }
 
   return app
 }

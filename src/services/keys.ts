@@ -138,15 +138,15 @@ export async function loadKeyRing (settings: KeySettings): Promise<KeyRing> {
 
   if (privateText !== undefined || secret === undefined) {
     const text = privateText ?? await generatedKey(settings.DATA_DIR)
-    let parsed
+    let own: VerificationKey
     try {
-      parsed = parseKeys(text, true)
+      const parsed = parseKeys(text, true)
+      if (parsed.length !== 1 || parsed[0].key.type !== 'private') throw new KeyError('must hold exactly one private key')
+      own = verificationKey(createPublicKey(parsed[0].key), parsed[0].kid)
+      signing = { kid: own.kid, alg: own.alg, key: parsed[0].key.export({ format: 'pem', type: 'pkcs8' }).toString() }
     } catch (error) {
       throw new KeyError(`JWT_PRIVATE_KEY: ${(error as Error).message}`)
     }
-    if (parsed.length !== 1 || parsed[0].key.type !== 'private') throw new KeyError('JWT_PRIVATE_KEY: must hold exactly one private key')
-    const own = verificationKey(createPublicKey(parsed[0].key), parsed[0].kid)
-    signing = { kid: own.kid, alg: own.alg, key: parsed[0].key.export({ format: 'pem', type: 'pkcs8' }).toString() }
     verification.push(own)
     if (hmac !== undefined) verification.push(hmac)
   } else {
@@ -155,15 +155,13 @@ export async function loadKeyRing (settings: KeySettings): Promise<KeyRing> {
   }
 
   if (verifyText !== undefined) {
-    let parsed
     try {
-      parsed = parseKeys(verifyText, false)
+      for (const { key, kid } of parseKeys(verifyText, false)) {
+        const extra = verificationKey(key.type === 'private' ? createPublicKey(key) : key, kid)
+        if (!verification.some(v => v.kid === extra.kid)) verification.push(extra)
+      }
     } catch (error) {
       throw new KeyError(`JWT_VERIFY_KEYS: ${(error as Error).message}`)
-    }
-    for (const { key, kid } of parsed) {
-      const extra = verificationKey(key.type === 'private' ? createPublicKey(key) : key, kid)
-      if (!verification.some(v => v.kid === extra.kid)) verification.push(extra)
     }
   }
 
