@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
 import type { DatabaseHandle } from './db/client.js'
@@ -23,6 +23,8 @@ export interface BuildOptions {
   loggerInstance?: FastifyServerOptions['loggerInstance']
   /** Tests: an already opened database (an in-memory PGlite shared by a test file), not closed by the app. */
   database?: DatabaseHandle
+  /** Registered after the service's own routes, with its decorators in reach (the benchmark's probe routes). */
+  plugins?: FastifyPluginAsync[]
 }
 
 export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
@@ -54,6 +56,7 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   app.register(authRoutes, { prefix: '/auth' })
   app.register(userRoutes, { prefix: '/users' })
   app.register(wellKnownRoutes, { prefix: '/.well-known' })
+  for (const plugin of options.plugins ?? []) app.register(plugin)
 
   try {
     await app.ready()

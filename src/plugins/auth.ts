@@ -22,6 +22,8 @@ declare module 'fastify' {
     /** The session of an access token whose signature, issuer and audience check out, even if expired; else undefined. */
     sessionOfAccessToken: (token: string) => string | undefined
     keyRing: KeyRing
+    /** The claims of a valid bearer token in an Authorization header, without the session check; throws a 401 problem. */
+    verifyAccessToken: (authorization: string | undefined) => AccessClaims
   }
 }
 
@@ -104,9 +106,8 @@ export default fp(async (app) => {
     }
   })
 
-  app.decorate('authenticate', async (request: FastifyRequest) => {
-    const header = request.headers.authorization
-    const match = header === undefined ? null : BEARER.exec(header)
+  app.decorate('verifyAccessToken', (authorization: string | undefined): AccessClaims => {
+    const match = authorization === undefined ? null : BEARER.exec(authorization)
     if (match === null) throw Problems.notAuthenticated()
     let claims: unknown
     try {
@@ -117,6 +118,11 @@ export default fp(async (app) => {
       throw Problems.invalidToken()
     }
     if (!accessClaimsCheck.Check(claims)) throw Problems.invalidToken()
+    return claims
+  })
+
+  app.decorate('authenticate', async (request: FastifyRequest) => {
+    const claims = app.verifyAccessToken(request.headers.authorization)
     // In memory, kept current across instances by the sessions plugin: no query per request.
     if (app.endedSessions.has(claims.sid)) throw Problems.invalidToken('Session has ended')
     request.user = claims
