@@ -89,9 +89,13 @@ export function createSessionService (db: Database, policy: SessionPolicy, onEnd
         // The age is computed by the database, whose clock also wrote rotated_at.
         const [retired] = await db.select({
           sessionId: refreshTokens.sessionId,
+          session: sessions,
           ageSeconds: sql<number | null>`extract(epoch from (now() - ${refreshTokens.rotatedAt}))::float8`
-        }).from(refreshTokens).where(eq(refreshTokens.tokenHash, hash)).limit(1)
+        }).from(refreshTokens).innerJoin(sessions, eq(sessions.id, refreshTokens.sessionId))
+          .where(eq(refreshTokens.tokenHash, hash)).limit(1)
         if (retired?.ageSeconds == null) return { ok: false, reason: 'unknown' }
+        // A retry after logout or expiry is not a race that someone won: nobody holds new tokens.
+        if (!isActive(retired.session, new Date())) return { ok: false, reason: 'inactive' }
         if (Number(retired.ageSeconds) <= policy.reuseGraceSeconds) return { ok: false, reason: 'raced' }
         // A retired token presented again means two parties hold it: end the session (OAuth 2.0 security BCP 4.14).
         await end({ sessionId: retired.sessionId }, 'refresh_token_reuse')
