@@ -25,6 +25,11 @@ export interface BuildOptions {
   database?: DatabaseHandle
   /** Registered after the service's own routes, with its decorators in reach (the benchmark's probe routes). */
   plugins?: FastifyPluginAsync[]
+  /**
+   * Only what the OpenAPI document is made of: configuration, the document, authentication and the routes, with no
+   * database, rate limiter or session sync. `npm run openapi` uses it; such an app is never meant to serve requests.
+   */
+  documentOnly?: boolean
 }
 
 export async function buildApp (config: Config, options: BuildOptions = {}): Promise<FastifyInstance> {
@@ -45,11 +50,13 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
 
   app.register(configPlugin, { config })
   app.register(errorHandler)
-  app.register(database, { database: options.database })
   app.register(swagger)
-  app.register(rateLimit)
-  app.register(services)
-  app.register(sessions)
+  if (options.documentOnly !== true) {
+    app.register(database, { database: options.database })
+    app.register(rateLimit)
+    app.register(services)
+    app.register(sessions)
+  }
   app.register(auth)
 
   app.register(healthRoutes, { prefix: '/health' })

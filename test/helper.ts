@@ -2,11 +2,12 @@ import { createHmac, randomBytes, randomUUID } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, InjectOptions, LightMyRequestResponse as LightMyResponse } from 'fastify'
 import postgres from 'postgres'
 import { buildApp, type BuildOptions } from '../src/app.js'
 import { loadConfig, type Config } from '../src/config.js'
 import { openDatabase, type DatabaseHandle } from '../src/db/client.js'
+import { checkResponse } from './openapi-check.js'
 
 export const TEST_SECRET = 'test-secret-5f1d2c7a9b3e4d6f8a0b1c2d3e4f5a6b'
 
@@ -79,7 +80,29 @@ export async function build (t: TestContext, overrides: Record<string, unknown> 
   const app = await buildApp(config, { database, ...options })
   t.teardown(async () => { await app.close() })
   await app.ready()
+  checkEveryAnswer(app)
   return app
+}
+
+/**
+ * Every answer a test receives through app.inject is checked against the committed openapi.json (status, content
+ * type, body schema): the document cannot drift from what the service does. A mismatch fails the test that made it.
+ */
+export function checkEveryAnswer (app: FastifyInstance): void {
+  const inject = app.inject.bind(app) as (options: InjectOptions | string) => Promise<LightMyResponse>
+  app.inject = (async (options: InjectOptions | string) => {
+    const res = await inject(options)
+    const request = typeof options === 'string' ? { method: 'GET', url: options } : options
+    const problem = checkResponse({
+      method: request.method ?? 'GET',
+      url: String(request.url ?? request.path ?? '/'),
+      statusCode: res.statusCode,
+      contentType: res.headers['content-type'] as string | undefined,
+      body: res.body
+    })
+    if (problem !== undefined) throw new Error(`answer differs from openapi.json: ${problem}`)
+    return res
+  }) as unknown as FastifyInstance['inject']
 }
 
 let counter = 0

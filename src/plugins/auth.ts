@@ -127,7 +127,9 @@ export default fp(async (app) => {
     if (app.endedSessions.has(claims.sid)) throw Problems.invalidToken('Session has ended')
     request.user = claims
   })
-}, { name: 'auth', dependencies: ['config', 'sessions'] })
+  // app.endedSessions comes from the sessions plugin, registered before this one; it is read per request, not here,
+  // so that the document-only app (no database, no sessions) can still declare the protected routes.
+}, { name: 'auth', dependencies: ['config'] })
 
 /**
  * Protects every route of the calling (encapsulated) plugin. Added per route from onRoute so that it runs after

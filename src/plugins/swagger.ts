@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import fp from 'fastify-plugin'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
@@ -8,6 +9,9 @@ import { SessionSchema } from '../schemas/session.js'
 
 export const OAUTH2_SCHEME = 'OAuth2PasswordBearer'
 
+// src/plugins and dist/plugins are both two levels below the package root.
+const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+
 export default fp(async (app) => {
   for (const schema of [ProblemSchema, OAuthErrorSchema, TokenResponseSchema, UserSchema, SessionSchema]) app.addSchema(schema)
 
@@ -16,10 +20,12 @@ export default fp(async (app) => {
       openapi: '3.1.0',
       info: {
         title: 'Auth service',
-        version: '0.1.0',
+        version,
         description: 'Registration, OAuth2 password login and JWT-protected routes. Errors are RFC 9457 problem details, ' +
           'except at the token endpoint, which answers RFC 6749 errors.'
       },
+      // The default made explicit: the API is served from the same origin as the document.
+      servers: [{ url: '/', description: 'This service' }],
       tags: [
         { name: 'auth', description: 'Registration and tokens' },
         { name: 'users', description: 'The signed-in user' },

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { Problems } from '../errors.js'
 import { problemResponses } from '../schemas/problem.js'
-import { SessionIdParamsSchema, SessionSchema } from '../schemas/session.js'
+import { SessionIdParamsSchema, SessionListSchema } from '../schemas/session.js'
 import { UserSchema } from '../schemas/user.js'
 import { toPublicUser } from '../services/users.js'
 import { requireAuthentication } from '../plugins/auth.js'
@@ -33,7 +33,7 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'The signed-in user\'s active sessions',
       operationId: 'listSessions',
       security,
-      response: { 200: Type.Array(Type.Ref(SessionSchema)), ...problemResponses(401, 429, 500) }
+      response: { 200: SessionListSchema, ...problemResponses(401, 429, 500) }
     }
   }, async (request) => {
     const rows = await app.sessions.listActive(request.user.sub)
@@ -55,7 +55,7 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'endSession',
       security,
       params: SessionIdParamsSchema,
-      response: { 204: Type.Null({ description: 'Ended' }), ...problemResponses(400, 401, 404, 429, 500) }
+      response: { 204: Type.Null({ description: 'Ended' }), ...problemResponses(400, 401, 404, 413, 415, 429, 500) }
     }
   }, async (request, reply) => {
     const ended = await app.sessions.end({ userId: request.user.sub, sessionId: request.params.id }, 'ended_by_user')
@@ -70,7 +70,7 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'End all of the signed-in user\'s sessions, this one included',
       operationId: 'endAllSessions',
       security,
-      response: { 204: Type.Null({ description: 'Ended' }), ...problemResponses(401, 429, 500) }
+      response: { 204: Type.Null({ description: 'Ended' }), ...problemResponses(400, 401, 413, 415, 429, 500) }
     }
   }, async (request, reply) => {
     await app.sessions.end({ userId: request.user.sub }, 'ended_all_by_user')

@@ -1,4 +1,7 @@
 import { Type } from '@sinclair/typebox'
+import { OAuthErrors, type OAuthError } from '../errors.js'
+
+export const NO_STORE_HEADER = { type: 'string', description: '`no-store`: tokens and their errors are never cached' }
 
 // Every field is optional and a plain string here: the handler checks presence and emptiness itself,
 // so that a missing field is an RFC 6749 invalid_request rather than a generic validation error.
@@ -17,7 +20,23 @@ export const TokenResponseSchema = Type.Object({
   token_type: Type.Literal('bearer'),
   expires_in: Type.Integer({ description: 'Lifetime of the access token in seconds' }),
   refresh_token: Type.String({ description: 'Opaque, single use: each refresh returns a new one and retires the old' })
-}, { $id: 'TokenResponse', title: 'TokenResponse' })
+}, {
+  $id: 'TokenResponse',
+  title: 'TokenResponse',
+  examples: [{
+    access_token: 'eyJhbGciOiJFZERTQSIsInR5cCI6ImF0K2p3dCIsImtpZCI6Ii4uLiJ9.eyJzdWIiOiIuLi4ifQ.c2lnbmF0dXJl',
+    token_type: 'bearer',
+    expires_in: 900,
+    refresh_token: 'Qm9yaW5nIGJ1dCByYW5kb206IDMyIGJ5dGVzIG9mIGl0IGhlcmU'
+  }]
+})
+
+/** The 200 of the token endpoint: the tokens, never cached. */
+export const tokenResponse = {
+  description: 'The tokens',
+  headers: { 'Cache-Control': NO_STORE_HEADER },
+  content: { 'application/json': { schema: Type.Ref(TokenResponseSchema) } }
+}
 
 export const RevokeRequestSchema = Type.Object({
   token: Type.Optional(Type.String({ description: 'A refresh token or an access token; either ends its session' })),
@@ -29,19 +48,32 @@ export const RevokeRequestSchema = Type.Object({
 export const OAuthErrorSchema = Type.Object({
   error: Type.String({ description: 'RFC 6749 section 5.2 error code', examples: ['invalid_grant'] }),
   error_description: Type.String()
-}, { $id: 'OAuthError', title: 'OAuthError' })
+}, { $id: 'OAuthError', title: 'OAuthError', examples: [{ error: 'invalid_grant', error_description: 'Incorrect username or password' }] })
 
-const DESCRIPTIONS: Record<number, string> = {
-  400: '`invalid_request`, `unsupported_grant_type`, or `invalid_grant` for a refresh token that is unknown, used, or of an ended session',
-  401: '`invalid_grant`: unknown user or wrong password (the same answer for both)',
-  413: 'Request body too large',
-  429: 'Rate limit exceeded; see Retry-After',
-  500: '`server_error`'
+const EXAMPLES: Record<number, { description: string, error: OAuthError }> = {
+  400: {
+    description: '`invalid_request`, `unsupported_grant_type`, or `invalid_grant` for a refresh token that is unknown, used, or of an ended session',
+    error: OAuthErrors.invalidRefreshToken()
+  },
+  401: { description: '`invalid_grant`: unknown user or wrong password (the same answer for both)', error: OAuthErrors.invalidGrant() },
+  413: { description: 'Request body too large', error: OAuthErrors.payloadTooLarge(16384) },
+  429: { description: '`temporarily_unavailable`: rate limit exceeded; see Retry-After', error: OAuthErrors.rateLimited(60) },
+  500: { description: '`server_error`', error: OAuthErrors.serverError() }
 }
 
+const OAUTH_HEADERS: Record<number, Record<string, { type: string, description: string }>> = {
+  401: { 'WWW-Authenticate': { type: 'string', description: '`Bearer`' } },
+  429: { 'Retry-After': { type: 'string', description: 'Seconds until the limit resets' } }
+}
+
+/** RFC 6749 section 5.2 error responses, with no-store like every answer of the token endpoint. */
 export function oauthErrorResponses (...statuses: number[]): Record<number, unknown> {
-  return Object.fromEntries(statuses.map(status => [status, {
-    description: DESCRIPTIONS[status] ?? 'Error',
-    content: { 'application/json': { schema: Type.Ref(OAuthErrorSchema) } }
-  }]))
+  return Object.fromEntries(statuses.map(status => {
+    const { description, error } = EXAMPLES[status]
+    return [status, {
+      description,
+      headers: { 'Cache-Control': NO_STORE_HEADER, ...OAUTH_HEADERS[status] },
+      content: { 'application/json': { schema: Type.Ref(OAuthErrorSchema), example: error.toBody() } }
+    }]
+  }))
 }

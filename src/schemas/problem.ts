@@ -1,4 +1,5 @@
 import { Type } from '@sinclair/typebox'
+import { Problems, type ProblemError } from '../errors.js'
 
 export const FieldErrorSchema = Type.Object({
   field: Type.String({ description: 'The input that was refused, as a dotted path (for example `username`)' }),
@@ -10,26 +11,42 @@ export const ProblemSchema = Type.Object({
   title: Type.String({ description: 'The HTTP status phrase' }),
   status: Type.Integer(),
   detail: Type.String({ description: 'What went wrong, in words a person can read' }),
-  code: Type.String({ description: 'A stable machine-readable code, for example `invalid_token`' }),
+  code: Type.String({ description: 'A stable machine-readable code, for example `invalid_token`', examples: ['invalid_token'] }),
   errors: Type.Optional(Type.Array(FieldErrorSchema, { description: 'Present on validation errors: one entry per refused input' }))
-}, { $id: 'Problem', title: 'Problem', description: 'RFC 9457 problem details', additionalProperties: true })
+}, {
+  $id: 'Problem',
+  title: 'Problem',
+  description: 'RFC 9457 problem details',
+  additionalProperties: true,
+  examples: [{ type: 'about:blank', title: 'Unauthorized', status: 401, detail: 'Could not validate credentials', code: 'invalid_token' }]
+})
 
-const DESCRIPTIONS: Record<number, string> = {
-  400: 'The request is malformed or an input is invalid',
-  401: 'Missing, invalid or expired access token',
-  404: 'Not found',
-  409: 'Conflict with the current state',
-  413: 'Request body too large',
-  415: 'Unsupported Content-Type',
-  429: 'Rate limit exceeded; see Retry-After',
-  500: 'Unexpected server error',
-  503: 'A dependency is unavailable'
+// One example per status, made by the same factories the service answers with.
+const EXAMPLES: Record<number, { description: string, error: ProblemError }> = {
+  400: { description: 'The request is malformed or an input is invalid', error: Problems.validation([{ field: 'username', message: 'must match pattern "^[A-Za-z0-9_.-]+$"' }]) },
+  401: { description: 'Missing, invalid or expired access token, or its session has ended', error: Problems.invalidToken() },
+  404: { description: 'Not found', error: Problems.notFound('No active session with that id') },
+  409: { description: 'Conflict with the current state', error: Problems.userExists() },
+  413: { description: 'Request body too large', error: Problems.payloadTooLarge(16384) },
+  415: { description: 'Unsupported Content-Type', error: Problems.unsupportedMediaType('Content-Type must be application/json') },
+  429: { description: 'Rate limit exceeded; see Retry-After', error: Problems.rateLimited(60) },
+  500: { description: 'Unexpected server error', error: Problems.internal() },
+  503: { description: 'A dependency is unavailable', error: Problems.unavailable('Database is not reachable') }
+}
+
+export const RESPONSE_HEADERS: Record<number, Record<string, { type: string, description: string }>> = {
+  401: { 'WWW-Authenticate': { type: 'string', description: '`Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3)' } },
+  429: { 'Retry-After': { type: 'string', description: 'Seconds until the limit resets' } }
 }
 
 /** Response declarations for the given error statuses, all answered as application/problem+json. */
 export function problemResponses (...statuses: number[]): Record<number, unknown> {
-  return Object.fromEntries(statuses.map(status => [status, {
-    description: DESCRIPTIONS[status] ?? 'Error',
-    content: { 'application/problem+json': { schema: Type.Ref(ProblemSchema) } }
-  }]))
+  return Object.fromEntries(statuses.map(status => {
+    const { description, error } = EXAMPLES[status]
+    return [status, {
+      description,
+      ...(RESPONSE_HEADERS[status] !== undefined ? { headers: RESPONSE_HEADERS[status] } : {}),
+      content: { 'application/problem+json': { schema: Type.Ref(ProblemSchema), example: error.toBody() } }
+    }]
+  }))
 }

@@ -1,5 +1,15 @@
 import { Type } from '@sinclair/typebox'
 
+const SESSION_EXAMPLE = {
+  id: '6a1f4d2b-3c5e-4f70-8a91-b2c3d4e5f607',
+  created_at: '2026-11-23T10:00:00.000Z',
+  last_used_at: '2026-11-23T10:15:00.000Z',
+  expires_at: '2026-12-23T10:00:00.000Z',
+  user_agent: 'Mozilla/5.0',
+  ip_address: '203.0.113.7',
+  current: true
+}
+
 export const SessionSchema = Type.Object({
   id: Type.String({ format: 'uuid' }),
   created_at: Type.String({ format: 'date-time' }),
@@ -8,8 +18,18 @@ export const SessionSchema = Type.Object({
   user_agent: Type.Union([Type.String(), Type.Null()]),
   ip_address: Type.Union([Type.String(), Type.Null()]),
   current: Type.Boolean({ description: 'The session of the token making this request' })
-}, { $id: 'Session', title: 'Session', additionalProperties: false })
+}, {
+  $id: 'Session',
+  title: 'Session',
+  additionalProperties: false,
+  examples: [SESSION_EXAMPLE]
+})
 
 export const SessionIdParamsSchema = Type.Object({
   id: Type.String({ format: 'uuid' })
+})
+
+export const SessionListSchema = Type.Array(Type.Ref(SessionSchema), {
+  description: 'Active sessions, the most recently used first',
+  examples: [[SESSION_EXAMPLE]]
 })

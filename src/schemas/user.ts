@@ -15,6 +15,11 @@ export const UserSchema = Type.Object({
   username: Type.String(),
   email: Type.String({ format: 'email' }),
   created_at: Type.String({ format: 'date-time' })
-}, { $id: 'User', title: 'User', additionalProperties: false })
+}, {
+  $id: 'User',
+  title: 'User',
+  additionalProperties: false,
+  examples: [{ id: '0b5e3c1e-8f0a-4c6e-9a57-3d2f1b7c9e41', username: 'alice', email: 'alice@example.com', created_at: '2026-11-23T10:00:00.000Z' }]
+})
 
 export type User = Static<typeof UserSchema>

@@ -41,12 +41,12 @@ test('GET /openapi.json: when any operation is read, then it has tags, a summary
     'post /auth/register': ['201', '400', '409', '413', '415', '429', '500'],
     'post /auth/token': ['200', '400', '401', '413', '429', '500'],
     'get /users/me': ['200', '401', '429', '500'],
-    'get /.well-known/jwks.json': ['200'],
+    'get /.well-known/jwks.json': ['200', '429', '500'],
     'post /auth/revoke': ['200', '400', '413', '429', '500'],
-    'post /auth/logout': ['204', '401', '429', '500'],
+    'post /auth/logout': ['204', '400', '401', '413', '415', '429', '500'],
     'get /users/me/sessions': ['200', '401', '429', '500'],
-    'delete /users/me/sessions': ['204', '401', '429', '500'],
-    'delete /users/me/sessions/{id}': ['204', '400', '401', '404', '429', '500'],
+    'delete /users/me/sessions': ['204', '400', '401', '413', '415', '429', '500'],
+    'delete /users/me/sessions/{id}': ['204', '400', '401', '404', '413', '415', '429', '500'],
     'get /health/ready': ['200', '503'],
     'get /health/live': ['200']
   }

@@ -13,7 +13,7 @@ const logoutRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'End the caller\'s session: its refresh token and access tokens stop working',
       operationId: 'logout',
       security: [{ [OAUTH2_SCHEME]: [] }],
-      response: { 204: Type.Null({ description: 'Logged out' }), ...problemResponses(401, 429, 500) }
+      response: { 204: Type.Null({ description: 'Logged out' }), ...problemResponses(400, 401, 413, 415, 429, 500) }
     }
   }, async (request, reply) => {
     await app.sessions.end({ sessionId: request.user.sid }, 'logout')

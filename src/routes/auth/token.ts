@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { OAuthErrors, toOAuthError } from '../../errors.js'
-import { oauthErrorResponses, RevokeRequestSchema, TokenRequestSchema, TokenResponseSchema } from '../../schemas/oauth.js'
+import { NO_STORE_HEADER, oauthErrorResponses, RevokeRequestSchema, TokenRequestSchema, tokenResponse as tokenResponseSchema } from '../../schemas/oauth.js'
 import type { UserRow } from '../../db/schema.js'
 
 const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' }
@@ -69,7 +69,7 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'createToken',
       security: [],
       body: formOrJson(TokenRequestSchema),
-      response: { 200: Type.Ref(TokenResponseSchema), ...oauthErrorResponses(400, 401, 413, 429, 500) }
+      response: { 200: tokenResponseSchema, ...oauthErrorResponses(400, 401, 413, 429, 500) }
     }
   }, async (request, reply) => {
     if (request.validationError !== undefined) throw request.validationError
@@ -93,7 +93,14 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'revokeToken',
       security: [],
       body: formOrJson(RevokeRequestSchema),
-      response: { 200: Type.Object({}, { description: 'Revoked, or nothing to revoke' }), ...oauthErrorResponses(400, 413, 429, 500) }
+      response: {
+        200: {
+          description: 'Revoked, or nothing to revoke',
+          headers: { 'Cache-Control': NO_STORE_HEADER },
+          content: { 'application/json': { schema: Type.Object({}, { additionalProperties: false, examples: [{}] }) } }
+        },
+        ...oauthErrorResponses(400, 413, 429, 500)
+      }
     }
   }, async (request, reply) => {
     if (request.validationError !== undefined) throw request.validationError
