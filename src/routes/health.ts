@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Problems } from '../errors.js'
 import { problemResponses } from '../schemas/problem.js'
 
-const StatusSchema = Type.Object({ status: Type.Literal('ok') }, { examples: [{ status: 'ok' }] })
+const StatusSchema = Type.Object({ status: Type.Literal('ok') }, { description: 'Up', examples: [{ status: 'ok' }] })
 
 const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/live', {

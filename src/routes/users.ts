@@ -18,7 +18,7 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'The signed-in user',
       operationId: 'getCurrentUser',
       security,
-      response: { 200: Type.Ref(UserSchema), ...problemResponses(401, 429, 500) }
+      response: { 200: Type.Ref(UserSchema, { description: 'The signed-in user' }), ...problemResponses(401, 429, 500) }
     }
   }, async (request) => {
     const user = await app.users.findById(request.user.sub)

@@ -10,6 +10,7 @@ const JwkSchema = Type.Object({
 }, { additionalProperties: Type.String(), description: 'A public key (RFC 7517); key members such as crv, x, y, n, e follow its type' })
 
 const JwksSchema = Type.Object({ keys: Type.Array(JwkSchema) }, {
+  description: 'The JWK Set',
   title: 'JWKS',
   examples: [{ keys: [{ kty: 'OKP', crv: 'Ed25519', x: '11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo', kid: 'kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k', alg: 'EdDSA', use: 'sig' }] }]
 })

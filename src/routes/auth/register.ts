@@ -15,7 +15,7 @@ const registerRoutes: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'registerUser',
       security: [],
       body: RegisterBodySchema,
-      response: { 201: Type.Ref(UserSchema), ...problemResponses(400, 409, 413, 415, 429, 500) }
+      response: { 201: Type.Ref(UserSchema, { description: 'Created' }), ...problemResponses(400, 409, 413, 415, 429, 500) }
     }
   }, async (request, reply) => {
     const { username, email, password } = request.body

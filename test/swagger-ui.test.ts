@@ -1,0 +1,75 @@
+import { existsSync } from 'node:fs'
+import { mkdir } from 'node:fs/promises'
+import { test } from 'tap'
+import { chromium, type Page } from 'playwright-core'
+import { build, register } from './helper.js'
+import { checkResponse } from './openapi-check.js'
+
+// Debian's chromium (apt-get install chromium), never a browser a test tool downloads. CHROMIUM_PATH points elsewhere.
+const EXECUTABLE = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+// Without the background-networking flags Chromium keeps dialling Google's hosts, which this network refuses.
+const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
+export const SCREENSHOT = new URL('../artifacts/swagger-ui-authorized.png', import.meta.url)
+
+async function tryGetCurrentUser (page: Page): Promise<string> {
+  const operation = page.locator('#operations-users-getCurrentUser')
+  if (!await operation.locator('.try-out__btn').isVisible()) await operation.locator('.opblock-summary').click()
+  const tryOut = operation.locator('.try-out__btn')
+  if ((await tryOut.textContent())?.trim() === 'Try it out') await tryOut.click()
+  await operation.locator('button.execute').click()
+  const status = operation.locator('.live-responses-table .response .response-col_status').first()
+  await status.waitFor({ timeout: 10_000 })
+  return (await status.textContent())?.trim() ?? ''
+}
+
+test('Swagger UI: when a person authorizes with the password flow and tries GET /users/me, then 200, and the authorization survives a reload', async (t) => {
+  t.ok(existsSync(EXECUTABLE), `a Chromium at ${EXECUTABLE} (apt-get install chromium, or set CHROMIUM_PATH)`)
+  const app = await build(t, { RATE_LIMIT_ENABLED: true })
+  const user = await register(app)
+  const base = await app.listen({ host: '127.0.0.1', port: 0 })
+
+  const browser = await chromium.launch({ executablePath: EXECUTABLE, headless: true, args: FLAGS })
+  t.teardown(async () => { await browser.close() })
+  const page = await browser.newPage()
+  // The page's own calls to the API are answers too: each must match the document.
+  const problems: string[] = []
+  const pageErrors: string[] = []
+  page.on('pageerror', (error) => { pageErrors.push(error.message) })
+  page.on('response', async (response) => {
+    const url = new URL(response.url())
+    if (url.origin !== base || url.pathname.startsWith('/docs') || url.pathname === '/openapi.json') return
+    const problem = checkResponse({
+      method: response.request().method(),
+      url: url.pathname,
+      statusCode: response.status(),
+      contentType: response.headers()['content-type'],
+      body: await response.text().catch(() => '')
+    })
+    if (problem !== undefined) problems.push(problem)
+  })
+
+  await page.goto(`${base}/docs/`)
+  await page.locator('.swagger-ui .btn.authorize').click()
+  const modal = page.locator('.modal-ux')
+  await modal.locator('#oauth_username').fill(user.username)
+  await modal.locator('#oauth_password').fill(user.password)
+  const token = page.waitForResponse(r => r.url() === `${base}/auth/token` && r.request().method() === 'POST')
+  await modal.locator('.auth-btn-wrapper button.authorize').click()
+  t.equal((await token).status(), 200, 'the Authorize button logged in at the token endpoint')
+  await modal.locator('.auth-btn-wrapper button.btn-done').click()
+  t.ok(await page.locator('.swagger-ui .auth-wrapper .authorize.locked').isVisible(), 'the page shows itself authorized')
+
+  t.equal(await tryGetCurrentUser(page), '200', 'Try it out on GET /users/me answers 200')
+  const body = await page.locator('#operations-users-getCurrentUser .live-responses-table .response-col_description pre').first().textContent()
+  t.match(body, user.username, 'the response shows the signed-in user')
+  await mkdir(new URL('.', SCREENSHOT), { recursive: true })
+  await page.screenshot({ path: SCREENSHOT.pathname, fullPage: true })
+
+  await page.reload()
+  await page.locator('.swagger-ui .btn.authorize').waitFor()
+  t.ok(await page.locator('.swagger-ui .auth-wrapper .authorize.locked').isVisible(), 'still authorized after a reload')
+  t.equal(await tryGetCurrentUser(page), '200', 'and GET /users/me still answers 200')
+
+  t.same(problems, [], 'every API answer the page received matched the document')
+  t.same(pageErrors, [], 'no script errors on the page')
+})
