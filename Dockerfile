@@ -1,4 +1,11 @@
 # syntax=docker/dockerfile:1
+# Build:   docker build -t auth-service .
+# Run:     docker run -p 3000:3000 -e DATABASE_URL=postgres://... -e JWT_SECRET="$(openssl rand -base64 48)" auth-service
+# Migrate: docker run --rm -e DATABASE_URL=postgres://... -e JWT_SECRET=... auth-service node dist/migrate.js
+#          (a separate step before a rollout; then run the instances with MIGRATE_ON_START=false)
+# .ci/prod-smoke.sh runs these same steps without Docker.
+
+# Compiles src/ to dist/ with the full (dev) dependencies.
 FROM node:22-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -7,21 +14,25 @@ COPY tsconfig.json ./
 COPY src ./src
 RUN npm run build
 
+# The runtime dependencies only: no TypeScript, tsx, tap or drizzle-kit.
 FROM node:22-bookworm-slim AS prod-deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
+# Runtime: compiled JavaScript, production node_modules, the SQL migrations; root-owned files, run as `node`.
 FROM node:22-bookworm-slim
 ENV NODE_ENV=production HOST=0.0.0.0 PORT=3000
 WORKDIR /app
 COPY --from=prod-deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+# package.json: "type": "module" for dist/, and the version the OpenAPI document reports.
 COPY package.json ./
 COPY migrations ./migrations
 USER node
 EXPOSE 3000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/health/ready').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-# node is PID 1 and handles SIGTERM itself (close-with-grace): no shell in between.
+# node is PID 1 and handles SIGTERM itself (close-with-grace, SHUTDOWN_GRACE_MS): exec form, no shell in between.
+# Give the container a stop timeout above SHUTDOWN_GRACE_MS (docker stop -t, stop_grace_period).
 CMD ["node", "dist/server.js"]

@@ -31,7 +31,12 @@ export const ConfigSchema = Type.Object({
   RATE_LIMIT_WINDOW_SECONDS: Type.Integer({ minimum: 1, maximum: 86400, default: 60 }),
   RATE_LIMIT_MAX: Type.Integer({ minimum: 1, default: 300 }),
   RATE_LIMIT_TOKEN_MAX: Type.Integer({ minimum: 1, default: 20 }),
-  RATE_LIMIT_REGISTER_MAX: Type.Integer({ minimum: 1, default: 10 })
+  RATE_LIMIT_REGISTER_MAX: Type.Integer({ minimum: 1, default: 10 }),
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+  REDIS_TIMEOUT_MS: Type.Integer({ minimum: 10, maximum: 10000, default: 250 }),
+  METRICS_ENABLED: Type.Boolean({ default: true }),
+  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, maximum: 600000, default: 10000 })
 })
 
 export type Config = Static<typeof ConfigSchema>
@@ -57,7 +62,7 @@ const WELL_KNOWN_SECRETS = new Set([
 ])
 
 export const MIN_SECRET_BYTES = 32
-const SECRET_KEYS = new Set(['JWT_SECRET', 'DATABASE_URL', 'JWT_PRIVATE_KEY', 'JWT_VERIFY_KEYS'])
+const SECRET_KEYS = new Set(['JWT_SECRET', 'DATABASE_URL', 'JWT_PRIVATE_KEY', 'JWT_VERIFY_KEYS', 'REDIS_URL'])
 
 export function secretProblem (secret: string): string | undefined {
   if (Buffer.byteLength(secret, 'utf8') < MIN_SECRET_BYTES) {
@@ -119,4 +124,15 @@ export function loadConfig (env: Record<string, unknown> = process.env): Config 
   }
   if (unique.length > 0) throw new ConfigError(unique)
   return config
+}
+
+/**
+ * The settings `npm run db:migrate` needs, and only those: the migration step of a deploy has no business with
+ * signing keys. DATABASE_URL is still required in production.
+ */
+export function loadMigrationConfig (env: Record<string, unknown> = process.env): Pick<Config, 'DATABASE_URL' | 'DATA_DIR'> {
+  // Validated by the same schema; outside production nothing else is required.
+  const { DATABASE_URL, DATA_DIR } = loadConfig({ NODE_ENV: 'development', DATABASE_URL: env.DATABASE_URL, DATA_DIR: env.DATA_DIR })
+  if (env.NODE_ENV === 'production' && DATABASE_URL === undefined) throw new ConfigError(['DATABASE_URL: is required when NODE_ENV=production'])
+  return { DATABASE_URL, DATA_DIR }
 }

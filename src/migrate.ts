@@ -1,9 +1,9 @@
 // `npm run db:migrate`: applies the committed migrations and exits; for deploys that migrate before starting.
-import { ConfigError, loadConfig } from './config.js'
+import { ConfigError, loadMigrationConfig } from './config.js'
 import { migratePostgres, openDatabase } from './db/client.js'
 
 try {
-  const config = loadConfig()
+  const config = loadMigrationConfig()
   if (config.DATABASE_URL !== undefined) {
     await migratePostgres(config.DATABASE_URL)
   } else {

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -10,6 +11,9 @@ export type Database = PgDatabase<PgQueryResultHKT, typeof schema>
 export interface DatabaseHandle {
   db: Database
   kind: 'postgres' | 'pglite'
+  poolMax: number
+  /** This instance's connections as the server sees them (active: running a query), the asking one left out. */
+  poolStats: () => Promise<{ active: number, idle: number }>
   ping: () => Promise<void>
   migrate: () => Promise<void>
   /** LISTEN on a channel; resolves to a function that stops listening. */
@@ -29,7 +33,7 @@ export interface DatabaseOptions {
 export const MIGRATIONS_FOLDER = fileURLToPath(new URL('../../migrations', import.meta.url))
 
 // Serializes migrations when several instances start together against one server.
-const MIGRATION_LOCK_KEY = 7_241_001
+export const MIGRATION_LOCK_KEY = 7_241_001
 
 export async function openDatabase (options: DatabaseOptions): Promise<DatabaseHandle> {
   return options.url !== undefined ? await openPostgres(options.url, options.poolMax ?? 10) : await openPglite(options.dataDir)
@@ -38,11 +42,21 @@ export async function openDatabase (options: DatabaseOptions): Promise<DatabaseH
 async function openPostgres (url: string, poolMax: number): Promise<DatabaseHandle> {
   const { default: postgres } = await import('postgres')
   const { drizzle } = await import('drizzle-orm/postgres-js')
-  const client = postgres(url, { max: poolMax, onnotice: () => {}, connect_timeout: 10 })
+  // A name of this instance's own, so that pg_stat_activity tells its connections from other instances'.
+  const applicationName = `auth-service-${randomBytes(4).toString('hex')}`
+  const client = postgres(url, { max: poolMax, onnotice: () => {}, connect_timeout: 10, connection: { application_name: applicationName } })
   const db = drizzle({ client, schema }) as unknown as Database
   return {
     db,
     kind: 'postgres',
+    poolMax,
+    poolStats: async () => {
+      const rows = await client<Array<{ state: string | null, count: number }>>`
+        select state, count(*)::int as count from pg_stat_activity
+        where application_name = ${applicationName} and pid <> pg_backend_pid() group by state`
+      const count = (state: string): number => rows.find(r => r.state === state)?.count ?? 0
+      return { active: count('active'), idle: count('idle') + count('idle in transaction') }
+    },
     ping: async () => { await client`select 1` },
     migrate: async () => { await migratePostgres(url) },
     listen: async (channel, onMessage) => {
@@ -59,7 +73,7 @@ export async function migratePostgres (url: string): Promise<void> {
   const { default: postgres } = await import('postgres')
   const { drizzle } = await import('drizzle-orm/postgres-js')
   const { migrate } = await import('drizzle-orm/postgres-js/migrator')
-  const client = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10 })
+  const client = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10, connection: { application_name: 'auth-service-migrate' } })
   try {
     await client`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`
     await migrate(drizzle({ client }), { migrationsFolder: MIGRATIONS_FOLDER })
@@ -85,6 +99,9 @@ async function openPglite (dataDir: string | undefined): Promise<DatabaseHandle>
   return {
     db: db as unknown as Database,
     kind: 'pglite',
+    // One in-process connection, used one query at a time.
+    poolMax: 1,
+    poolStats: async () => ({ active: 0, idle: 1 }),
     ping: async () => { await db.execute(sql`select 1`) },
     migrate: async () => { await migrate(db, { migrationsFolder: MIGRATIONS_FOLDER }) },
     listen: async (channel, onMessage) => await client.listen(channel, onMessage),

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The production path without Docker, step for step as the Dockerfile takes it: compile, install the runtime
+# dependencies only (npm ci --omit=dev) beside dist/ and migrations/, migrate as a separate step, start the compiled
+# server, drive register -> token -> /users/me over HTTP, then SIGTERM and a clean exit.
+# Usage: .ci/prod-smoke.sh postgres://user@127.0.0.1:5432/postgres   (a user that may CREATE DATABASE)
+# Needs node, npm (the npm registry, or its cache), curl and openssl; nothing else from the network.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SERVER_URL="${1:?usage: .ci/prod-smoke.sh postgres://user@host:port/db}"
+ROOT="$(pwd)"
+WORK="$(mktemp -d /tmp/auth-prod-smoke.XXXXXX)"
+DB_NAME="auth_smoke_$(openssl rand -hex 6)"
+SERVER_PID=""
+DB_CREATED=0
+RESULT=FAIL
+
+# Runs a statement on the server with the `postgres` client the production install itself brings.
+sql() {
+  (cd "$WORK/app" && SMOKE_URL="$SERVER_URL" SMOKE_SQL="$1" node --input-type=module -e '
+    const { default: postgres } = await import("postgres")
+    const sql = postgres(process.env.SMOKE_URL, { max: 1, onnotice: () => {}, connect_timeout: 10 })
+    try { await sql.unsafe(process.env.SMOKE_SQL) } finally { await sql.end({ timeout: 5 }) }
+  ')
+}
+
+cleanup() {
+  local code=$?
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then kill -KILL "$SERVER_PID" 2>/dev/null || true; fi
+  if [ "$DB_CREATED" = 1 ]; then sql "drop database if exists $DB_NAME with (force)" || echo "could not drop $DB_NAME" >&2; fi
+  if [ "$RESULT" != PASS ] && [ -f "$WORK/server.log" ]; then echo "--- server log" >&2; tail -n 50 "$WORK/server.log" >&2; fi
+  rm -rf "$WORK"
+  if [ "$RESULT" = PASS ] && [ "$code" = 0 ]; then echo "prod-smoke: PASS"; else echo "prod-smoke: FAIL" >&2; exit 1; fi
+}
+trap cleanup EXIT
+
+fail() { echo "prod-smoke: $*" >&2; exit 1; }
+
+echo "== build (npm run build)"
+npm run build --silent
+
+echo "== runtime folder: package.json, package-lock.json, dist/, migrations/; npm ci --omit=dev"
+mkdir "$WORK/app"
+cp package.json package-lock.json "$WORK/app/"
+cp -R dist migrations "$WORK/app/"
+(cd "$WORK/app" && npm ci --omit=dev --no-audit --no-fund --loglevel=error >/dev/null)
+for dev_only in tsx typescript tap drizzle-kit eslint @types/node; do
+  [ ! -e "$WORK/app/node_modules/$dev_only" ] || fail "dev-only package $dev_only is installed in the runtime folder"
+done
+[ ! -e "$WORK/app/node_modules/.bin/tsx" ] || fail "a TypeScript loader (tsx) is on the runtime PATH"
+echo "no dev-only package installed"
+
+echo "== fresh database $DB_NAME"
+sql "create database $DB_NAME"
+DB_CREATED=1
+DATABASE_URL="$(node -e 'const u = new URL(process.argv[1]); u.pathname = "/" + process.argv[2]; console.log(u.toString())' "$SERVER_URL" "$DB_NAME")"
+PORT="$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")"
+BASE="http://127.0.0.1:$PORT"
+# A clean environment, as in the image: only what the Dockerfile and a deploy would set.
+RUN_ENV=(env -i "PATH=$PATH" "HOME=$WORK" NODE_ENV=production "DATABASE_URL=$DATABASE_URL"
+  "JWT_SECRET=$(openssl rand -base64 48)" "PORT=$PORT" HOST=127.0.0.1 MIGRATE_ON_START=false LOG_LEVEL=info)
+
+echo "== node dist/migrate.js"
+(cd "$WORK/app" && "${RUN_ENV[@]}" node dist/migrate.js) || fail "node dist/migrate.js failed"
+
+echo "== node dist/server.js on $BASE"
+(cd "$WORK/app" && exec "${RUN_ENV[@]}" node dist/server.js) >"$WORK/server.log" 2>&1 &
+SERVER_PID=$!
+
+ready=0
+for _ in $(seq 1 60); do
+  if curl -fsS -o /dev/null --max-time 2 "$BASE/health/ready" 2>/dev/null; then ready=1; break; fi
+  kill -0 "$SERVER_PID" 2>/dev/null || fail "the server exited before it was ready"
+  sleep 0.5
+done
+[ "$ready" = 1 ] || fail "/health/ready did not answer 200 within 30 s"
+echo "/health/ready: 200"
+
+# expect STATUS BODY_FILE curl-args...: runs curl, checks the status code.
+expect() {
+  local want="$1" out="$2"; shift 2
+  local got
+  got="$(curl -sS --max-time 10 -o "$out" -w '%{http_code}' "$@")" || fail "curl $* failed"
+  [ "$got" = "$want" ] || fail "$* answered $got, expected $want: $(cat "$out")"
+}
+USERNAME="smoke_$(openssl rand -hex 4)"
+PASSWORD="correct horse battery staple"
+expect 201 "$WORK/register.json" -X POST "$BASE/auth/register" -H 'content-type: application/json' \
+  -d "{\"username\":\"$USERNAME\",\"email\":\"$USERNAME@example.com\",\"password\":\"$PASSWORD\"}"
+echo "POST /auth/register: 201"
+expect 200 "$WORK/token.json" -X POST "$BASE/auth/token" \
+  --data-urlencode grant_type=password --data-urlencode "username=$USERNAME" --data-urlencode "password=$PASSWORD"
+TOKEN="$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).access_token ?? "")' "$WORK/token.json")"
+[ -n "$TOKEN" ] || fail "the token answer has no access_token: $(cat "$WORK/token.json")"
+echo "POST /auth/token: 200"
+expect 200 "$WORK/me.json" "$BASE/users/me" -H "authorization: Bearer $TOKEN"
+ME="$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).username)' "$WORK/me.json")"
+[ "$ME" = "$USERNAME" ] || fail "/users/me returned username '$ME', expected '$USERNAME'"
+echo "GET /users/me: 200 $ME"
+expect 401 "$WORK/anonymous.json" "$BASE/users/me"
+echo "GET /users/me without a token: 401"
+
+echo "== SIGTERM"
+kill -TERM "$SERVER_PID"
+exited=0
+for _ in $(seq 1 150); do
+  if ! kill -0 "$SERVER_PID" 2>/dev/null; then exited=1; break; fi
+  sleep 0.1
+done
+[ "$exited" = 1 ] || fail "the server was still running 15 s after SIGTERM"
+set +e
+wait "$SERVER_PID"
+status=$?
+set -e
+SERVER_PID=""
+[ "$status" = 0 ] || fail "the server exited with status $status after SIGTERM, expected 0"
+echo "exited 0 after SIGTERM"
+RESULT=PASS
