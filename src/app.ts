@@ -1,4 +1,5 @@
-import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify'
+import { randomUUID } from 'node:crypto'
+import Fastify, { LogController, type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './config.js'
 import type { DatabaseHandle } from './db/client.js'
@@ -8,6 +9,7 @@ import errorHandler, { sendProblem } from './plugins/error-handler.js'
 import { toProblem } from './errors.js'
 import database from './plugins/database.js'
 import swagger from './plugins/swagger.js'
+import metrics from './plugins/metrics.js'
 import rateLimit from './plugins/rate-limit.js'
 import services from './plugins/services.js'
 import sessions from './plugins/sessions.js'
@@ -16,6 +18,9 @@ import healthRoutes from './routes/health.js'
 import authRoutes from './routes/auth/index.js'
 import userRoutes from './routes/users.js'
 import wellKnownRoutes from './routes/well-known.js'
+
+// What a request id from outside may look like: no spaces or control characters to forge log lines with.
+const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/
 
 export interface BuildOptions {
   /** Replaces the pino options derived from the config (tests capture logs through a stream). */
@@ -39,6 +44,14 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
     trustProxy: config.TRUST_PROXY,
     // Clients send JSON: a number where a string belongs is an error, not something to coerce.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: true } },
+    // Correlation: a caller's X-Request-Id is kept when it is a sane token, else one is made; logs carry it as
+    // request_id and every answer echoes it.
+    requestIdHeader: false,
+    logController: new LogController({ requestIdLogLabel: 'request_id' }),
+    genReqId: (request) => {
+      const incoming = request.headers['x-request-id']
+      return typeof incoming === 'string' && REQUEST_ID.test(incoming) ? incoming : randomUUID()
+    },
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     // Errors raised before routing (a malformed URL) get the same problem format as the rest.
@@ -48,11 +61,18 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   // Fastify parses text/plain by default; this API takes JSON (and forms at the token endpoint) only.
   app.removeContentTypeParser('text/plain')
 
+  app.addHook('onRequest', async (request, reply) => { reply.header('x-request-id', request.id) })
+  // Shutting down: answers still in flight tell keep-alive clients to hang up, so close() does not wait on them.
+  let closing = false
+  app.addHook('preClose', async () => { closing = true })
+  app.addHook('onSend', async (_request, reply) => { if (closing) reply.header('connection', 'close') })
+
   app.register(configPlugin, { config })
   app.register(errorHandler)
   app.register(swagger)
+  if (options.documentOnly !== true) app.register(database, { database: options.database })
+  app.register(metrics)
   if (options.documentOnly !== true) {
-    app.register(database, { database: options.database })
     app.register(rateLimit)
     app.register(services)
     app.register(sessions)

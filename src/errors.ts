@@ -58,6 +58,9 @@ export const Problems = {
   rateLimited: (seconds: number) =>
     new ProblemError(429, 'rate_limited', `Too many requests; retry in ${seconds} seconds`, { 'retry-after': String(seconds) }),
   internal: () => new ProblemError(500, 'internal_error', 'Internal Server Error'),
+  // A route whose rate limit fails closed, while the shared counter store (Redis) does not answer.
+  rateLimitUnavailable: () =>
+    new ProblemError(503, 'rate_limit_unavailable', 'Rate limiting is unavailable; retry shortly', { 'retry-after': '1' }),
   unavailable: (detail: string) => new ProblemError(503, 'unavailable', detail)
 }
 
@@ -94,8 +97,13 @@ export const OAuthErrors = {
   payloadTooLarge: (limit: number) => new OAuthError(413, 'invalid_request', `Request body is larger than ${limit} bytes`),
   rateLimited: (seconds: number) =>
     new OAuthError(429, 'temporarily_unavailable', `Too many requests; retry in ${seconds} seconds`, { 'retry-after': String(seconds) }),
-  serverError: () => new OAuthError(500, 'server_error', 'Internal Server Error')
+  serverError: () => new OAuthError(500, 'server_error', 'Internal Server Error'),
+  temporarilyUnavailable: () =>
+    new OAuthError(503, 'temporarily_unavailable', 'Rate limiting is unavailable; retry shortly', { 'retry-after': '1' })
 }
+
+/** What the rate limiter's store raises when Redis does not answer in time (see plugins/rate-limit.ts). */
+export const RATE_LIMIT_UNAVAILABLE = 'RATE_LIMIT_UNAVAILABLE'
 
 interface AjvError {
   instancePath?: string
@@ -129,6 +137,7 @@ interface FastifyLikeError {
  */
 export function toProblem (error: FastifyLikeError, bodyLimit: number): ProblemError {
   if (error instanceof ProblemError) return error
+  if (error.code === RATE_LIMIT_UNAVAILABLE) return Problems.rateLimitUnavailable()
   if (error.validation !== undefined) return Problems.validation(fieldErrors(error.validation, error.validationContext))
   const status = error.statusCode ?? 500
   switch (error.code) {
@@ -148,6 +157,7 @@ export function toProblem (error: FastifyLikeError, bodyLimit: number): ProblemE
 
 export function toOAuthError (error: FastifyLikeError, bodyLimit: number): OAuthError {
   if (error instanceof OAuthError) return error
+  if (error.code === RATE_LIMIT_UNAVAILABLE) return OAuthErrors.temporarilyUnavailable()
   const status = error.statusCode ?? 500
   if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return OAuthErrors.payloadTooLarge(bodyLimit)
   if (status === 429) return OAuthErrors.rateLimited(retryAfterSeconds(error))

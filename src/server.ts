@@ -22,10 +22,13 @@ try {
   process.exit(1)
 }
 
-closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
+// SIGTERM (docker stop, Kubernetes) or SIGINT: stop accepting, let in-flight requests finish, close the database;
+// past SHUTDOWN_GRACE_MS the process exits anyway (code 1).
+closeWithGrace({ delay: config.SHUTDOWN_GRACE_MS }, async ({ signal, err }) => {
   if (err !== undefined) app.log.error({ err }, 'shutting down after an error')
   else app.log.info({ signal }, 'shutting down')
   await app.close()
+  app.log.info('closed')
 })
 
 try {

@@ -105,6 +105,17 @@ export function checkEveryAnswer (app: FastifyInstance): void {
   }) as unknown as FastifyInstance['inject']
 }
 
+/**
+ * Two instances of the service on one database, as a scaled-out deploy runs: their own pools on the TEST_DATABASE_URL
+ * server, or both on this process's embedded database. `overrides` go to both, `bOverrides` to the second only.
+ */
+export async function twoInstances (t: TestContext, overrides: Record<string, unknown> = {}, bOverrides: Record<string, unknown> = {}): Promise<[FastifyInstance, FastifyInstance]> {
+  const a = await build(t, overrides)
+  const url = a.config.DATABASE_URL
+  const b = await build(t, { ...overrides, ...bOverrides, DATABASE_URL: url }, url === undefined ? { database: await embeddedDatabase() } : {})
+  return [a, b]
+}
+
 let counter = 0
 /** A username nobody else in this process has used. */
 export function uniqueName (prefix = 'user'): string {

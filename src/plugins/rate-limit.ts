@@ -1,15 +1,75 @@
+import { createRequire } from 'node:module'
 import fp from 'fastify-plugin'
 import rateLimit from '@fastify/rate-limit'
+import { Redis } from 'ioredis'
+import { RATE_LIMIT_UNAVAILABLE } from '../errors.js'
+
+type Callback = (error: Error | null, result: { current: number, ttl: number } | null) => void
+interface Store {
+  incr: (key: string, callback: Callback, timeWindow: number, max: number) => void
+  child: (routeOptions: unknown) => Store
+}
+type StoreClass = new (continueExceeding: boolean, exponentialBackoff: boolean, redis: Redis, prefix: string) => Store
+// The plugin's own Redis store (an atomic Lua INCR + PEXPIRE), reached directly so that its errors can be named.
+const RedisStore = createRequire(import.meta.url)('@fastify/rate-limit/store/RedisStore.js') as StoreClass
+
+/** Wraps the Redis store: a failed or slow Redis call becomes one error the error handlers know. */
+function guarded (inner: Store): Store {
+  return {
+    incr: (key, callback, timeWindow, max) => {
+      inner.incr(key, (error, result) => {
+        callback(error === null ? null : Object.assign(new Error('Rate limit store unavailable'), { code: RATE_LIMIT_UNAVAILABLE, cause: error }), result)
+      }, timeWindow, max)
+    },
+    child: (routeOptions) => guarded(inner.child(routeOptions))
+  }
+}
 
 export default fp(async (app) => {
-  const { RATE_LIMIT_ENABLED, RATE_LIMIT_MAX, RATE_LIMIT_WINDOW_SECONDS } = app.config
+  const { RATE_LIMIT_ENABLED, RATE_LIMIT_MAX, RATE_LIMIT_WINDOW_SECONDS, REDIS_URL, REDIS_TIMEOUT_MS } = app.config
   // Off for deployments that limit at a gateway, and for load tests; routes' own limits go with it.
   if (!RATE_LIMIT_ENABLED) return
+
+  let redis: Redis | undefined
+  if (REDIS_URL !== undefined) {
+    redis = new Redis(REDIS_URL, {
+      // Never wait on Redis: no queue while disconnected, every command bounded, reconnects in the background.
+      enableOfflineQueue: false,
+      commandTimeout: REDIS_TIMEOUT_MS,
+      connectTimeout: Math.max(REDIS_TIMEOUT_MS, 1000),
+      maxRetriesPerRequest: 0,
+      retryStrategy: (attempt) => Math.min(attempt * 100, 2000)
+    })
+    let lastWarning = 0
+    redis.on('error', (error: Error) => {
+      if (Date.now() - lastWarning < 10_000) return
+      lastWarning = Date.now()
+      app.log.warn({ err: { message: error.message } }, 'redis unavailable: rate limits fail open, except on routes that fail closed')
+    })
+    const client = redis
+    // Give a starting Redis a moment, but start without it rather than not at all.
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 2000)
+      client.once('ready', () => { clearTimeout(timer); resolve() })
+    })
+    app.addHook('onClose', async () => { client.disconnect() })
+  }
+
+  const redisClient = redis
   await app.register(rateLimit, {
     global: true,
     max: RATE_LIMIT_MAX,
     timeWindow: RATE_LIMIT_WINDOW_SECONDS * 1000,
+    // Fail open by default: a Redis outage must not take every route down. The token and register endpoints,
+    // where the limit is what stops password guessing and sign-up floods, fail closed (skipOnError: false there).
+    skipOnError: true,
+    ...(redisClient !== undefined
+      ? { store: class { constructor () { return guarded(new RedisStore(false, false, redisClient as Redis, 'auth-service:rate-limit:')) } } as never }
+      : {}),
     // The error handlers turn this into a problem (or an OAuth error) with Retry-After.
-    errorResponseBuilder: (_request, context) => Object.assign(new Error('Rate limit exceeded'), { statusCode: 429, ttl: context.ttl })
+    errorResponseBuilder: (request, context) => {
+      app.metrics.rateLimited.inc({ route: request.routeOptions.url ?? 'unmatched' })
+      return Object.assign(new Error('Rate limit exceeded'), { statusCode: 429, ttl: context.ttl })
+    }
   })
-}, { name: 'rate-limit', dependencies: ['config'] })
+}, { name: 'rate-limit', dependencies: ['config', 'metrics'] })

@@ -15,7 +15,7 @@ export default fp(async (app) => {
     memoryCost: ARGON2_MEMORY_KIB,
     timeCost: ARGON2_TIME_COST,
     parallelism: ARGON2_PARALLELISM
-  })
+  }, (operation, seconds) => { app.metrics.passwordHash.observe({ operation }, seconds) })
   app.decorate('passwordHasher', passwordHasher)
   app.decorate('users', createUserService(app.database.db, passwordHasher))
-}, { name: 'services', dependencies: ['config', 'database'] })
+}, { name: 'services', dependencies: ['config', 'database', 'metrics'] })

@@ -7,6 +7,7 @@ import { UserSchema } from '../schemas/user.js'
 import { toPublicUser } from '../services/users.js'
 import { requireAuthentication } from '../plugins/auth.js'
 import { OAUTH2_SCHEME } from '../plugins/swagger.js'
+import { audit } from '../services/audit.js'
 
 const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
   requireAuthentication(app)
@@ -61,6 +62,7 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const ended = await app.sessions.end({ userId: request.user.sub, sessionId: request.params.id }, 'ended_by_user')
     // Someone else's session and an unknown one get the same answer.
     if (ended.length === 0) throw Problems.notFound('No active session with that id')
+    audit(request, 'session_ended', { user_id: request.user.sub, session_id: request.params.id })
     return await reply.code(204).send(null)
   })
 
@@ -73,7 +75,8 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 204: Type.Null({ description: 'Ended' }), ...problemResponses(400, 401, 413, 415, 429, 500) }
     }
   }, async (request, reply) => {
-    await app.sessions.end({ userId: request.user.sub }, 'ended_all_by_user')
+    const ended = await app.sessions.end({ userId: request.user.sub }, 'ended_all_by_user')
+    audit(request, 'all_sessions_ended', { user_id: request.user.sub, sessions_ended: ended.length })
     return await reply.code(204).send(null)
   })
 }

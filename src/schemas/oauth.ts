@@ -58,12 +58,14 @@ const EXAMPLES: Record<number, { description: string, error: OAuthError }> = {
   401: { description: '`invalid_grant`: unknown user or wrong password (the same answer for both)', error: OAuthErrors.invalidGrant() },
   413: { description: 'Request body too large', error: OAuthErrors.payloadTooLarge(16384) },
   429: { description: '`temporarily_unavailable`: rate limit exceeded; see Retry-After', error: OAuthErrors.rateLimited(60) },
-  500: { description: '`server_error`', error: OAuthErrors.serverError() }
+  500: { description: '`server_error`', error: OAuthErrors.serverError() },
+  503: { description: '`temporarily_unavailable`: the shared rate-limit store (Redis) does not answer; this endpoint fails closed', error: OAuthErrors.temporarilyUnavailable() }
 }
 
 const OAUTH_HEADERS: Record<number, Record<string, { type: string, description: string }>> = {
   401: { 'WWW-Authenticate': { type: 'string', description: '`Bearer`' } },
-  429: { 'Retry-After': { type: 'string', description: 'Seconds until the limit resets' } }
+  429: { 'Retry-After': { type: 'string', description: 'Seconds until the limit resets' } },
+  503: { 'Retry-After': { type: 'string', description: 'Seconds to wait before retrying' } }
 }
 
 /** RFC 6749 section 5.2 error responses, with no-store like every answer of the token endpoint. */

@@ -22,14 +22,25 @@ export function parsePhc (storedHash: string): Argon2Params | undefined {
   return { memoryCost: Number(match[1]), timeCost: Number(match[2]), parallelism: Number(match[3]) }
 }
 
-export async function createPasswordHasher (params: Argon2Params): Promise<PasswordHasher> {
+/** Called with the seconds each hash or verify took (the metrics histogram). */
+export type HashTimer = (operation: 'hash' | 'verify', seconds: number) => void
+
+export async function createPasswordHasher (params: Argon2Params, observe: HashTimer = () => {}): Promise<PasswordHasher> {
   const options = { algorithm: Algorithm.Argon2id, ...params }
+  async function timed<T> (operation: 'hash' | 'verify', work: () => Promise<T>): Promise<T> {
+    const started = performance.now()
+    try {
+      return await work()
+    } finally {
+      observe(operation, (performance.now() - started) / 1000)
+    }
+  }
   // Made once with the live parameters: unknown users are checked against it, costing what a real check costs.
   const dummyHash = await hash('dummy password for unknown users', options)
 
   return {
-    hash: async (password) => await hash(password, options),
-    verify: async (storedHash, password) => {
+    hash: async (password) => await timed('hash', async () => await hash(password, options)),
+    verify: async (storedHash, password) => await timed('verify', async () => {
       if (storedHash === undefined) {
         await verify(dummyHash, password)
         return false
@@ -39,7 +50,7 @@ export async function createPasswordHasher (params: Argon2Params): Promise<Passw
       } catch {
         return false
       }
-    },
+    }),
     needsRehash: (storedHash) => {
       const current = parsePhc(storedHash)
       return current === undefined ||

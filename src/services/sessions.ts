@@ -18,7 +18,8 @@ export interface ClientMeta {
 
 export type RefreshOutcome =
   | { ok: true, user: UserRow, session: SessionRow, refreshToken: string }
-  | { ok: false, reason: 'unknown' | 'inactive' | 'raced' | 'reused' }
+  | { ok: false, reason: 'unknown' | 'inactive' | 'raced' }
+  | { ok: false, reason: 'reused', sessionId: string }
 
 export interface SessionService {
   open: (userId: string, meta: ClientMeta) => Promise<{ session: SessionRow, refreshToken: string }>
@@ -99,7 +100,7 @@ export function createSessionService (db: Database, policy: SessionPolicy, onEnd
         if (Number(retired.ageSeconds) <= policy.reuseGraceSeconds) return { ok: false, reason: 'raced' }
         // A retired token presented again means two parties hold it: end the session (OAuth 2.0 security BCP 4.14).
         await end({ sessionId: retired.sessionId }, 'refresh_token_reuse')
-        return { ok: false, reason: 'reused' }
+        return { ok: false, reason: 'reused', sessionId: retired.sessionId }
       }
 
       const now = new Date()

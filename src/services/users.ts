@@ -7,10 +7,14 @@ import type { RegisterBody, User } from '../schemas/user.js'
 export interface UserService {
   /** Creates the user, or answers undefined when the username or email is taken. */
   register: (input: RegisterBody) => Promise<UserRow | undefined>
-  /** The user whose username or email is `login` and whose password matches, else undefined. */
-  authenticate: (login: string, password: string) => Promise<UserRow | undefined>
+  /** The user whose username or email is `login` and whose password matches; else why not (for the audit trail). */
+  authenticate: (login: string, password: string) => Promise<LoginOutcome>
   findById: (id: string) => Promise<UserRow | undefined>
 }
+
+export type LoginOutcome =
+  | { ok: true, user: UserRow }
+  | { ok: false, reason: 'unknown_user' | 'wrong_password', userId?: string }
 
 const PLAUSIBLE_LOGIN = /^[^\p{Cc}]{1,254}$/u
 
@@ -39,13 +43,14 @@ export function createUserService (db: Database, hasher: PasswordHasher): UserSe
       // still paying for one hash so the answer takes as long as any other.
       const row = PLAUSIBLE_LOGIN.test(login) && login.isWellFormed() ? await findByLogin(login) : undefined
       const ok = await hasher.verify(row?.passwordHash, password)
-      if (row === undefined || !ok) return undefined
+      if (row === undefined) return { ok: false, reason: 'unknown_user' }
+      if (!ok) return { ok: false, reason: 'wrong_password', userId: row.id }
       if (hasher.needsRehash(row.passwordHash)) {
         const passwordHash = await hasher.hash(password)
         await db.update(users).set({ passwordHash, updatedAt: new Date() }).where(eq(users.id, row.id))
-        return { ...row, passwordHash }
+        return { ok: true, user: { ...row, passwordHash } }
       }
-      return row
+      return { ok: true, user: row }
     },
 
     async findById (id) {

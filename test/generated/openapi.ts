@@ -689,6 +689,24 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "Database is not reachable",
+                     *       "code": "unavailable"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     revokeToken: {
@@ -962,6 +980,25 @@ export interface operations {
                     "application/json": components["schemas"]["OAuthError"];
                 };
             };
+            /** @description `temporarily_unavailable`: the shared rate-limit store (Redis) does not answer; this endpoint fails closed */
+            503: {
+                headers: {
+                    /** @description `no-store`: tokens and their errors are never cached */
+                    "Cache-Control"?: string;
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": "temporarily_unavailable",
+                     *       "error_description": "Rate limiting is unavailable; retry shortly"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["OAuthError"];
+                };
+            };
         };
     };
     getLiveness: {
@@ -1018,7 +1055,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description A dependency is unavailable */
+            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis) */
             503: {
                 headers: {
                     [name: string]: unknown;

@@ -38,8 +38,8 @@ test('GET /openapi.json: when any operation is read, then it has tags, a summary
   const app = await build(t)
   const doc = (await app.inject({ url: '/openapi.json' })).json()
   const expected: Record<string, string[]> = {
-    'post /auth/register': ['201', '400', '409', '413', '415', '429', '500'],
-    'post /auth/token': ['200', '400', '401', '413', '429', '500'],
+    'post /auth/register': ['201', '400', '409', '413', '415', '429', '500', '503'],
+    'post /auth/token': ['200', '400', '401', '413', '429', '500', '503'],
     'get /users/me': ['200', '401', '429', '500'],
     'get /.well-known/jwks.json': ['200', '429', '500'],
     'post /auth/revoke': ['200', '400', '413', '429', '500'],

@@ -4,7 +4,7 @@ import { test, type Test } from 'tap'
 import { eq, inArray, sql } from 'drizzle-orm'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { refreshTokens, sessions, users } from '../../src/db/schema.js'
-import { build, embeddedDatabase, register, type Registered } from '../helper.js'
+import { build, register, twoInstances, type Registered } from '../helper.js'
 
 const ENDED_CHALLENGE = 'Bearer error="invalid_token", error_description="Session has ended"'
 const INVALID_CHALLENGE = 'Bearer error="invalid_token", error_description="Could not validate credentials"'
@@ -81,14 +81,6 @@ async function timeUntil (check: () => Promise<boolean>, limitMs: number, everyM
     if (performance.now() - started >= limitMs) return undefined
     await sleep(everyMs)
   }
-}
-
-/** Two instances of the service on one database: their own pools on a server, the process's PGlite otherwise. */
-async function twoInstances (t: Parameters<typeof build>[0], bOverrides: Record<string, unknown> = {}): Promise<[FastifyInstance, FastifyInstance]> {
-  const a = await build(t)
-  const aUrl = a.config.DATABASE_URL
-  const b = await build(t, { ...bOverrides, DATABASE_URL: aUrl }, aUrl === undefined ? { database: await embeddedDatabase() } : {})
-  return [a, b]
 }
 
 test('POST /auth/token: when the password grant succeeds, then a refresh token and an access token carrying the session id', async (t) => {
@@ -475,7 +467,7 @@ test('sessions across instances: when a session ends on instance A, then instanc
 })
 
 test('sessions across instances: when B re-reads only once a minute, then the notification alone makes B refuse the token within a second', async (t) => {
-  const [a, b] = await twoInstances(t, { SESSION_SYNC_INTERVAL_MS: 60000 })
+  const [a, b] = await twoInstances(t, {}, { SESSION_SYNC_INTERVAL_MS: 60000 })
   const user = await register(a)
   const pair = await logIn(a, user)
   t.equal((await me(b, pair.access)).statusCode, 200, 'B accepts A\'s access token')
@@ -487,7 +479,7 @@ test('sessions across instances: when B re-reads only once a minute, then the no
 })
 
 test('sessions across instances: when a session ends without a notification, then B\'s re-read refuses its token within SESSION_SYNC_INTERVAL_MS', async (t) => {
-  const [a, b] = await twoInstances(t, { SESSION_SYNC_INTERVAL_MS: 200 })
+  const [a, b] = await twoInstances(t, {}, { SESSION_SYNC_INTERVAL_MS: 200 })
   const user = await register(a)
   const pair = await logIn(a, user)
   t.equal((await me(b, pair.access)).statusCode, 200, 'B accepts the token before the session ends')

@@ -3,6 +3,7 @@ import { Type } from '@sinclair/typebox'
 import { problemResponses } from '../../schemas/problem.js'
 import { requireAuthentication } from '../../plugins/auth.js'
 import { OAUTH2_SCHEME } from '../../plugins/swagger.js'
+import { audit } from '../../services/audit.js'
 
 const logoutRoutes: FastifyPluginAsyncTypebox = async (app) => {
   requireAuthentication(app)
@@ -17,6 +18,7 @@ const logoutRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     await app.sessions.end({ sessionId: request.user.sid }, 'logout')
+    audit(request, 'logout', { user_id: request.user.sub, session_id: request.user.sid })
     return await reply.code(204).send(null)
   })
 }

@@ -4,10 +4,11 @@ import { Problems } from '../../errors.js'
 import { problemResponses } from '../../schemas/problem.js'
 import { RegisterBodySchema, UserSchema } from '../../schemas/user.js'
 import { toPublicUser } from '../../services/users.js'
+import { audit } from '../../services/audit.js'
 
 const registerRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/register', {
-    config: { rateLimit: { max: app.config.RATE_LIMIT_REGISTER_MAX, timeWindow: app.config.RATE_LIMIT_WINDOW_SECONDS * 1000 } },
+    config: { rateLimit: { max: app.config.RATE_LIMIT_REGISTER_MAX, timeWindow: app.config.RATE_LIMIT_WINDOW_SECONDS * 1000, skipOnError: false } },
     schema: {
       tags: ['auth'],
       summary: 'Create a user',
@@ -15,13 +16,14 @@ const registerRoutes: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'registerUser',
       security: [],
       body: RegisterBodySchema,
-      response: { 201: Type.Ref(UserSchema, { description: 'Created' }), ...problemResponses(400, 409, 413, 415, 429, 500) }
+      response: { 201: Type.Ref(UserSchema, { description: 'Created' }), ...problemResponses(400, 409, 413, 415, 429, 500, 503) }
     }
   }, async (request, reply) => {
     const { username, email, password } = request.body
     if (!password.isWellFormed()) throw Problems.validation([{ field: 'password', message: 'must be well-formed Unicode' }])
     const user = await app.users.register({ username, email, password })
     if (user === undefined) throw Problems.userExists()
+    audit(request, 'user_registered', { user_id: user.id })
     return reply.code(201).send(toPublicUser(user))
   })
 }

@@ -5,6 +5,7 @@ import { Type } from '@sinclair/typebox'
 import { OAuthErrors, toOAuthError } from '../../errors.js'
 import { NO_STORE_HEADER, oauthErrorResponses, RevokeRequestSchema, TokenRequestSchema, tokenResponse as tokenResponseSchema } from '../../schemas/oauth.js'
 import type { UserRow } from '../../db/schema.js'
+import { audit } from '../../services/audit.js'
 
 const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' }
 
@@ -25,6 +26,8 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
   await app.register(formbody)
   const bodyLimit = app.initialConfig.bodyLimit ?? 1048576
   const limit = { max: app.config.RATE_LIMIT_TOKEN_MAX, timeWindow: app.config.RATE_LIMIT_WINDOW_SECONDS * 1000 }
+  // Password guessing is what this limit stops: without Redis, refuse (503) rather than go unlimited.
+  const failClosed = { ...limit, skipOnError: false }
 
   // RFC 6749 section 5.2: every failure here is {error, error_description}, never a problem document.
   app.setErrorHandler((error, request, reply) => {
@@ -41,24 +44,38 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
   async function passwordGrant (request: FastifyRequest, body: Fields) {
     const username = required(body, 'username')
     const password = required(body, 'password')
-    const user = await app.users.authenticate(username, password)
-    if (user === undefined) throw OAuthErrors.invalidGrant()
+    const login = await app.users.authenticate(username, password)
+    if (!login.ok) {
+      app.metrics.logins.inc({ outcome: login.reason })
+      audit(request, 'login_failed', { user_id: login.userId, reason: login.reason })
+      throw OAuthErrors.invalidGrant()
+    }
+    const { user } = login
     const { session, refreshToken } = await app.sessions.open(user.id, { userAgent: request.headers['user-agent'], ipAddress: request.ip })
+    app.metrics.logins.inc({ outcome: 'success' })
+    audit(request, 'login_succeeded', { user_id: user.id, session_id: session.id })
     return tokenResponse(user, session.id, refreshToken)
   }
 
-  async function refreshGrant (body: Fields) {
+  async function refreshGrant (request: FastifyRequest, body: Fields) {
     const outcome = await app.sessions.refresh(required(body, 'refresh_token'))
     if (!outcome.ok) {
+      app.metrics.refreshes.inc({ outcome: outcome.reason })
+      if (outcome.reason === 'reused') {
+        app.metrics.refreshReuse.inc()
+        audit(request, 'refresh_token_reuse', { session_id: outcome.sessionId })
+      }
       throw OAuthErrors.invalidRefreshToken(outcome.reason === 'raced'
         ? 'Refresh token was already used by a concurrent request'
         : 'Refresh token is invalid, expired or revoked')
     }
+    app.metrics.refreshes.inc({ outcome: 'success' })
+    audit(request, 'token_refreshed', { user_id: outcome.user.id, session_id: outcome.session.id })
     return tokenResponse(outcome.user, outcome.session.id, outcome.refreshToken)
   }
 
   app.post('/token', {
-    config: { rateLimit: limit },
+    config: { rateLimit: failClosed },
     attachValidation: true,
     schema: {
       tags: ['auth'],
@@ -69,7 +86,7 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
       operationId: 'createToken',
       security: [],
       body: formOrJson(TokenRequestSchema),
-      response: { 200: tokenResponseSchema, ...oauthErrorResponses(400, 401, 413, 429, 500) }
+      response: { 200: tokenResponseSchema, ...oauthErrorResponses(400, 401, 413, 429, 500, 503) }
     }
   }, async (request, reply) => {
     if (request.validationError !== undefined) throw request.validationError
@@ -77,7 +94,7 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const grantType = body.grant_type ?? 'password'
     let response
     if (grantType === 'password') response = await passwordGrant(request, body)
-    else if (grantType === 'refresh_token') response = await refreshGrant(body)
+    else if (grantType === 'refresh_token') response = await refreshGrant(request, body)
     else throw OAuthErrors.unsupportedGrantType()
     return reply.headers(NO_STORE).send(response)
   })
@@ -107,7 +124,9 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const token = required((request.body ?? {}) as Fields, 'token')
     // The hint is only a hint: both kinds are looked for, whatever it says.
     const sessionId = await app.sessions.sessionOfRefreshToken(token) ?? app.sessionOfAccessToken(token)
-    if (sessionId !== undefined) await app.sessions.end({ sessionId }, 'revoked')
+    if (sessionId !== undefined && (await app.sessions.end({ sessionId }, 'revoked')).length > 0) {
+      audit(request, 'token_revoked', { session_id: sessionId })
+    }
     return reply.headers(NO_STORE).send({})
   })
 }

@@ -1,0 +1,93 @@
+import fp from 'fastify-plugin'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+
+export interface Metrics {
+  registry: Registry
+  logins: Counter<'outcome'>
+  refreshes: Counter<'outcome'>
+  refreshReuse: Counter
+  rateLimited: Counter<'route'>
+  passwordHash: Histogram<'operation'>
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    metrics: Metrics
+  }
+}
+
+/** One registry per app (tests build many in one process); Prometheus text at /metrics, or on METRICS_PORT. */
+export default fp(async (app) => {
+  const registry = new Registry()
+  const { METRICS_ENABLED, METRICS_PORT, HOST } = app.config
+
+  const httpDuration = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'Request duration by route (the route pattern, not the URL) and status',
+    labelNames: ['method', 'route', 'status_code'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry]
+  })
+  const metrics: Metrics = {
+    registry,
+    logins: new Counter({ name: 'auth_logins_total', help: 'Password logins by outcome', labelNames: ['outcome'], registers: [registry] }),
+    refreshes: new Counter({ name: 'auth_token_refreshes_total', help: 'Refresh-token grants by outcome', labelNames: ['outcome'], registers: [registry] }),
+    refreshReuse: new Counter({ name: 'auth_refresh_token_reuse_total', help: 'Retired refresh tokens presented after the grace window (sessions ended as stolen)', registers: [registry] }),
+    rateLimited: new Counter({ name: 'http_rate_limited_total', help: 'Requests refused with 429, by route', labelNames: ['route'], registers: [registry] }),
+    passwordHash: new Histogram({
+      name: 'auth_password_hash_duration_seconds',
+      help: 'argon2id time per hash or verify',
+      labelNames: ['operation'],
+      buckets: [0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28],
+      registers: [registry]
+    })
+  }
+  app.decorate('metrics', metrics)
+  if (!METRICS_ENABLED) return
+
+  collectDefaultMetrics({ register: registry })
+  if (app.hasDecorator('database')) {
+    const { database } = app
+    const max = new Gauge({ name: 'db_pool_max', help: 'Most connections this instance opens', registers: [registry] })
+    max.set(database.poolMax)
+    new Gauge({ // eslint-disable-line no-new
+      name: 'db_pool_connections',
+      help: 'This instance\'s open database connections by state (active: running a query)',
+      labelNames: ['state'],
+      registers: [registry],
+      async collect () {
+        try {
+          const stats = await database.poolStats()
+          this.set({ state: 'active' }, stats.active)
+          this.set({ state: 'idle' }, stats.idle)
+        } catch {
+          this.reset()
+        }
+      }
+    })
+  }
+
+  app.addHook('onResponse', async (request, reply) => {
+    httpDuration.observe({ method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: reply.statusCode }, reply.elapsedTime / 1000)
+  })
+
+  const serve = async (instance: FastifyInstance): Promise<void> => {
+    instance.get('/metrics', { schema: { hide: true }, config: { rateLimit: false } }, async (_request, reply) => {
+      return await reply.type(registry.contentType).send(await registry.metrics())
+    })
+  }
+  if (METRICS_PORT === undefined) {
+    await serve(app)
+    return
+  }
+  // On a port of its own, for a scraper on an internal network: the public port does not serve /metrics.
+  const server = Fastify({ logger: false })
+  await serve(server)
+  // At ready rather than at listen: onListen hooks do not hold up listen(), and a scraper may ask at once.
+  app.addHook('onReady', async () => {
+    const address = await server.listen({ host: HOST, port: METRICS_PORT })
+    app.log.info({ address }, 'metrics listening')
+  })
+  app.addHook('onClose', async () => { await server.close() })
+}, { name: 'metrics', dependencies: ['config'] })

@@ -1,0 +1,69 @@
+import { once } from 'node:events'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { test } from 'tap'
+import { tempDir, testDatabaseUrl } from './helper.js'
+import { start } from './process.js'
+
+// Deliberately slow argon2id, so that a login is still hashing when the signal arrives.
+const SLOW_HASH = { ARGON2_MEMORY_KIB: '65536', ARGON2_TIME_COST: '6' }
+const PASSWORD = 'Otter-Compass-3390-Juniper'
+
+async function environment (t: Parameters<typeof tempDir>[0], extra: Record<string, string>): Promise<Record<string, string>> {
+  const url = await testDatabaseUrl(t)
+  return { DATA_DIR: await tempDir(t), LOG_LEVEL: 'info', RATE_LIMIT_ENABLED: 'false', ...SLOW_HASH, ...(url !== undefined ? { DATABASE_URL: url } : {}), ...extra }
+}
+
+async function registerOver (url: string, username: string): Promise<void> {
+  const res = await fetch(`${url}/auth/register`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username, email: `${username}@example.com`, password: PASSWORD })
+  })
+  if (res.status !== 201) throw new Error(`register: ${res.status}`)
+}
+
+test('SIGTERM: when a login is in flight, then it completes with 200, new connections are refused, the database closes and the process exits 0', async (t) => {
+  const server = await start(await environment(t, { SHUTDOWN_GRACE_MS: '20000' }))
+  t.teardown(() => { server.child.kill('SIGKILL') })
+  await registerOver(server.url, 'shutdown_user')
+
+  const exited = once(server.child, 'exit')
+  const started = performance.now()
+  const inFlight = fetch(`${server.url}/auth/token`, { method: 'POST', body: new URLSearchParams({ username: 'shutdown_user', password: PASSWORD }) })
+  await sleep(100)
+  server.child.kill('SIGTERM')
+  await sleep(50)
+  const refused = await fetch(`${server.url}/health/live`).then(r => `answered ${r.status}`, (error: Error & { cause?: { code?: string } }) => error.cause?.code ?? error.message)
+  t.not(refused, 'answered 200', `a new request after SIGTERM is not served (${refused})`)
+
+  const login = await inFlight
+  t.equal(login.status, 200, 'the login in progress completed')
+  t.ok(((await login.json()) as { access_token?: string }).access_token, 'with its tokens')
+  const [code] = await exited
+  t.equal(code, 0, 'clean exit')
+  t.ok(performance.now() - started > 150, 'the process waited for the login')
+  t.match(server.output(), /"msg":"shutting down"/)
+  t.match(server.output(), /"msg":"closed"/, 'plugins (the database among them) closed before exit')
+})
+
+test('SIGTERM: when in-flight work outlasts SHUTDOWN_GRACE_MS, then the process exits anyway: after the grace period and the hash already running', async (t) => {
+  // An unknown user costs one full verify against the dummy hash: about a second at these parameters.
+  const server = await start(await environment(t, { SHUTDOWN_GRACE_MS: '200', ARGON2_MEMORY_KIB: '131072', ARGON2_TIME_COST: '10' }))
+  t.teardown(() => { server.child.kill('SIGKILL') })
+  const login = async (): Promise<number | string> => await fetch(`${server.url}/auth/token`, { method: 'POST', body: new URLSearchParams({ username: 'nobody_at_all', password: PASSWORD }) }).then(r => r.status, () => 'connection closed')
+  const hashStarted = performance.now()
+  t.equal(await login(), 401)
+  const oneHash = performance.now() - hashStarted
+  t.ok(oneHash > 400, `one verify takes ${Math.round(oneHash)} ms, longer than the grace period`)
+
+  const exited = once(server.child, 'exit')
+  const inFlight = login()
+  await sleep(50)
+  const signalled = performance.now()
+  server.child.kill('SIGTERM')
+  const [code] = await exited
+  const took = performance.now() - signalled
+  t.equal(code, 1, 'a forced exit says so')
+  // process.exit waits for the argon2 work already on libuv's thread pool; nothing new starts.
+  t.ok(took < 200 + oneHash + 500, `exited ${Math.round(took)} ms after the signal (grace 200 ms, one hash ${Math.round(oneHash)} ms)`)
+  t.equal(await inFlight, 'connection closed', 'the unfinished login got no answer')
+  t.match(server.output(), /killed by timeout \(200ms\)/)
+})
