@@ -17,5 +17,6 @@ export default fp(async (app) => {
     parallelism: ARGON2_PARALLELISM
   }, (operation, seconds) => { app.metrics.passwordHash.observe({ operation }, seconds) })
   app.decorate('passwordHasher', passwordHasher)
-  app.decorate('users', createUserService(app.database.db, passwordHasher))
+  // The same bound as ended sessions: what another instance changed shows here within SESSION_SYNC_INTERVAL_MS.
+  app.decorate('users', createUserService(app.database.db, passwordHasher, { ttlMs: app.config.SESSION_SYNC_INTERVAL_MS }))
 }, { name: 'services', dependencies: ['config', 'database', 'metrics'] })

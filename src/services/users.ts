@@ -22,7 +22,37 @@ export function toPublicUser (row: UserRow): User {
   return { id: row.id, username: row.username, email: row.email, created_at: row.createdAt.toISOString() }
 }
 
-export function createUserService (db: Database, hasher: PasswordHasher): UserService {
+export interface UserCacheOptions {
+  /** How long a user read from the database is served from memory: the bound on staleness across instances. */
+  ttlMs: number
+  maxEntries?: number
+}
+
+/**
+ * Users by id are kept in memory for a short time, so that routes which need the user (GET /users/me) skip the
+ * database round trip on most requests. This instance's own writes update the cache before they are answered;
+ * other instances' changes (and changes made in SQL) show within ttlMs, the same bound as ended sessions.
+ */
+export function createUserService (db: Database, hasher: PasswordHasher, cacheOptions: UserCacheOptions = { ttlMs: 0 }): UserService {
+  const { ttlMs, maxEntries = 10_000 } = cacheOptions
+  const cache = new Map<string, { row: UserRow, until: number }>()
+  // Concurrent misses for one user share one query.
+  const pending = new Map<string, Promise<UserRow | undefined>>()
+
+  function remember (row: UserRow): void {
+    if (ttlMs <= 0) return
+    cache.delete(row.id)
+    if (cache.size >= maxEntries) cache.delete(cache.keys().next().value as string)
+    cache.set(row.id, { row, until: Date.now() + ttlMs })
+  }
+
+  async function load (id: string): Promise<UserRow | undefined> {
+    const [row] = await db.select().from(users).where(eq(users.id, id)).limit(1)
+    if (row === undefined) cache.delete(id)
+    else remember(row)
+    return row
+  }
+
   async function findByLogin (login: string): Promise<UserRow | undefined> {
     // A username cannot contain '@', so the two kinds of login never overlap.
     const column = login.includes('@') ? users.email : users.username
@@ -47,15 +77,22 @@ export function createUserService (db: Database, hasher: PasswordHasher): UserSe
       if (!ok) return { ok: false, reason: 'wrong_password', userId: row.id }
       if (hasher.needsRehash(row.passwordHash)) {
         const passwordHash = await hasher.hash(password)
-        await db.update(users).set({ passwordHash, updatedAt: new Date() }).where(eq(users.id, row.id))
-        return { ok: true, user: { ...row, passwordHash } }
+        const [updated] = await db.update(users).set({ passwordHash, updatedAt: new Date() }).where(eq(users.id, row.id)).returning()
+        if (updated !== undefined) remember(updated)
+        return { ok: true, user: updated ?? { ...row, passwordHash } }
       }
       return { ok: true, user: row }
     },
 
     async findById (id) {
-      const [row] = await db.select().from(users).where(eq(users.id, id)).limit(1)
-      return row
+      const hit = cache.get(id)
+      if (hit !== undefined && hit.until > Date.now()) return hit.row
+      let loading = pending.get(id)
+      if (loading === undefined) {
+        loading = load(id).finally(() => { pending.delete(id) })
+        pending.set(id, loading)
+      }
+      return await loading
     }
   }
 }

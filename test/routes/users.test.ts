@@ -2,7 +2,7 @@ import { test, type Test } from 'tap'
 import { eq } from 'drizzle-orm'
 import type { LightMyRequestResponse } from 'fastify'
 import { users } from '../../src/db/schema.js'
-import { build, forgeToken, login, register, TEST_SECRET, testConfig, validClaims, VALID_HEADER } from '../helper.js'
+import { build, forgeToken, login, register, TEST_SECRET, testConfig, twoInstances, validClaims, VALID_HEADER } from '../helper.js'
 
 const INVALID_CHALLENGE = 'Bearer error="invalid_token", error_description="Could not validate credentials"'
 const EXPIRED_CHALLENGE = 'Bearer error="invalid_token", error_description="Token has expired"'
@@ -100,13 +100,38 @@ test('GET /users/me: when the token has expired, then 401 invalid_token "Token h
   assertProblem(t, await app.inject(me(`Bearer ${token}`)), EXPIRED_CHALLENGE, 'Token has expired', 'invalid_token')
 })
 
-test('GET /users/me: when the token is valid but its user was deleted, then 401 invalid_token', async (t) => {
-  const app = await build(t)
+test('GET /users/me: when the token is valid but its user was deleted (in SQL), then 401 invalid_token once the user cache lets go', async (t) => {
+  // The user is served from memory for at most SESSION_SYNC_INTERVAL_MS after it was read.
+  const app = await build(t, { SESSION_SYNC_INTERVAL_MS: 200 })
   const user = await register(app)
   const token = await login(app, user.username, user.password)
   t.equal((await app.inject(me(`Bearer ${token}`))).statusCode, 200, 'the token works before the user is deleted')
   await app.database.db.delete(users).where(eq(users.id, user.id))
-  assertInvalidToken(t, await app.inject(me(`Bearer ${token}`)))
+  const deleted = performance.now()
+  let res = await app.inject(me(`Bearer ${token}`))
+  while (res.statusCode === 200 && performance.now() - deleted < 1000) {
+    await new Promise(resolve => setTimeout(resolve, 20))
+    res = await app.inject(me(`Bearer ${token}`))
+  }
+  const took = performance.now() - deleted
+  assertInvalidToken(t, res)
+  t.ok(took < 200 + 100, `refused ${Math.round(took)} ms after the delete (bound: 200 ms)`)
+})
+
+test('GET /users/me: when another instance served the user and it is then deleted, then that instance refuses it within SESSION_SYNC_INTERVAL_MS', async (t) => {
+  const [a, b] = await twoInstances(t)
+  const user = await register(a)
+  const token = await login(a, user.username, user.password)
+  t.equal((await b.inject(me(`Bearer ${token}`))).statusCode, 200, 'B has read (and cached) the user')
+  await a.database.db.delete(users).where(eq(users.id, user.id))
+  const deleted = performance.now()
+  let status = 200
+  while (status === 200 && performance.now() - deleted < 2000) {
+    await new Promise(resolve => setTimeout(resolve, 20))
+    status = (await b.inject(me(`Bearer ${token}`))).statusCode
+  }
+  t.equal(status, 401)
+  t.ok(performance.now() - deleted < 1000 + 100, 'within the one-second bound')
 })
 
 test('GET /users/me: when the token is bad in any way, then 401 invalid_token and never a 500', async (t) => {
