@@ -13,8 +13,11 @@ export const SCREENSHOT = new URL('../artifacts/swagger-ui-authorized.png', impo
 
 async function tryGetCurrentUser (page: Page): Promise<string> {
   const operation = page.locator('#operations-users-getCurrentUser')
-  if (!await operation.locator('.try-out__btn').isVisible()) await operation.locator('.opblock-summary').click()
+  await operation.locator('.opblock-summary').waitFor()
+  // Open it unless it already is (after a reload the page may restore it open): a click would close it again.
+  if (!(await operation.getAttribute('class') ?? '').includes('is-open')) await operation.locator('.opblock-summary').click()
   const tryOut = operation.locator('.try-out__btn')
+  await tryOut.waitFor()
   if ((await tryOut.textContent())?.trim() === 'Try it out') await tryOut.click()
   await operation.locator('button.execute').click()
   const status = operation.locator('.live-responses-table .response .response-col_status').first()
