@@ -58,7 +58,8 @@ PORT="$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>
 BASE="http://127.0.0.1:$PORT"
 # A clean environment, as in the image: only what the Dockerfile and a deploy would set.
 RUN_ENV=(env -i "PATH=$PATH" "HOME=$WORK" NODE_ENV=production "DATABASE_URL=$DATABASE_URL"
-  "JWT_SECRET=$(openssl rand -base64 48)" "PORT=$PORT" HOST=127.0.0.1 MIGRATE_ON_START=false LOG_LEVEL=info)
+  "JWT_SECRET=$(openssl rand -base64 48)" "PORT=$PORT" HOST=127.0.0.1 MIGRATE_ON_START=false LOG_LEVEL=info
+  "NODE_OPTIONS=$(sed -n 's/^ENV NODE_OPTIONS=//p' Dockerfile)")
 
 echo "== node dist/migrate.js"
 (cd "$WORK/app" && "${RUN_ENV[@]}" node dist/migrate.js) || fail "node dist/migrate.js failed"

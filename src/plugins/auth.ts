@@ -28,6 +28,7 @@ declare module 'fastify' {
 }
 
 const BEARER = /^Bearer +(\S*) *$/i
+const VERIFIED_CACHE_SIZE = 10_000
 // Headers that point a verifier at keys elsewhere (RFC 8725 section 3.10): never followed, always refused.
 const FOREIGN_KEY_HEADERS = ['jku', 'x5u', 'jwk', 'x5c']
 
@@ -85,7 +86,7 @@ export default fp(async (app) => {
       allowedIss: config.JWT_ISSUER,
       allowedAud: config.JWT_AUDIENCE
     }
-    strict.set(key.kid, createVerifier({ ...options, requiredClaims: ['exp', 'iat', 'sub', 'iss', 'aud'], cache: 1000 }))
+    strict.set(key.kid, createVerifier({ ...options, requiredClaims: ['exp', 'iat', 'sub', 'iss', 'aud'] }))
     lenient.set(key.kid, createVerifier({ ...options, ignoreExpiration: true, ignoreNotBefore: true }))
   }
   const verifyAccessToken = keyedVerifier(strict)
@@ -106,18 +107,32 @@ export default fp(async (app) => {
     }
   })
 
+  // Tokens that passed every check, by their exact text, until they expire: a client's next request with the same
+  // token skips the header parse, the signature and the claim checks. Only successes are kept, at most
+  // VERIFIED_CACHE_SIZE (oldest out first); a key that stops verifying is a restart, which empties it.
+  const verified = new Map<string, AccessClaims>()
+
   app.decorate('verifyAccessToken', (authorization: string | undefined): AccessClaims => {
     const match = authorization === undefined ? null : BEARER.exec(authorization)
     if (match === null) throw Problems.notAuthenticated()
+    const token = match[1]
+    const known = verified.get(token)
+    if (known !== undefined) {
+      if (known.exp * 1000 > Date.now()) return known
+      verified.delete(token)
+      throw Problems.tokenExpired()
+    }
     let claims: unknown
     try {
-      claims = verifyAccessToken(match[1])
+      claims = verifyAccessToken(token)
     } catch (error) {
       // fast-jwt throws for every way a token can be bad, some of them as plain TypeErrors: all are a 401.
       if ((error as { code?: string }).code === 'FAST_JWT_EXPIRED') throw Problems.tokenExpired()
       throw Problems.invalidToken()
     }
     if (!accessClaimsCheck.Check(claims)) throw Problems.invalidToken()
+    if (verified.size >= VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value as string)
+    verified.set(token, claims)
     return claims
   })
 

@@ -68,8 +68,19 @@ export default fp(async (app) => {
     })
   }
 
-  app.addHook('onResponse', async (request, reply) => {
-    httpDuration.observe({ method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: reply.statusCode }, reply.elapsedTime / 1000)
+  // One labelled child per method, route and status, found by a string key: cheaper per request than prom-client
+  // hashing the label object each time.
+  const series = new Map<string, { observe: (value: number) => void }>()
+  app.addHook('onResponse', (request, reply, done) => {
+    const route = request.routeOptions.url ?? 'unmatched'
+    const key = `${request.method} ${reply.statusCode} ${route}`
+    let child = series.get(key)
+    if (child === undefined) {
+      child = httpDuration.labels({ method: request.method, route, status_code: reply.statusCode })
+      series.set(key, child)
+    }
+    child.observe(reply.elapsedTime / 1000)
+    done()
   })
 
   const serve = async (instance: FastifyInstance): Promise<void> => {

@@ -1,4 +1,5 @@
 import { hash, verify, Algorithm } from '@node-rs/argon2'
+import type { HashPool } from './hash-pool.js'
 
 export interface Argon2Params {
   memoryCost: number
@@ -25,32 +26,49 @@ export function parsePhc (storedHash: string): Argon2Params | undefined {
 /** Called with the seconds each hash or verify took (the metrics histogram). */
 export type HashTimer = (operation: 'hash' | 'verify', seconds: number) => void
 
-export async function createPasswordHasher (params: Argon2Params, observe: HashTimer = () => {}): Promise<PasswordHasher> {
+type Argon2 = (operation: 'hash' | 'verify', password: string, storedHash?: string) => Promise<string | boolean>
+
+/**
+ * argon2id with the given parameters: on the worker threads of `pool` when one is given (the service), else on
+ * libuv's thread pool (scripts, unit tests).
+ */
+export async function createPasswordHasher (params: Argon2Params, observe: HashTimer = () => {}, pool?: HashPool): Promise<PasswordHasher> {
   const options = { algorithm: Algorithm.Argon2id, ...params }
-  async function timed<T> (operation: 'hash' | 'verify', work: () => Promise<T>): Promise<T> {
-    const started = performance.now()
-    try {
-      return await work()
-    } finally {
-      observe(operation, (performance.now() - started) / 1000)
+  let timer: HashTimer = () => {}
+  const argon2: Argon2 = pool !== undefined
+    ? async (operation, password, storedHash) => {
+      const result = await pool.run({ operation, password, storedHash, options })
+      timer(operation, result.seconds)
+      if (result.error !== undefined || result.value === undefined) throw new Error(result.error ?? 'no result')
+      return result.value
     }
-  }
+    : async (operation, password, storedHash) => {
+      const started = performance.now()
+      try {
+        return operation === 'hash' ? await hash(password, options) : await verify(storedHash ?? '', password)
+      } finally {
+        timer(operation, (performance.now() - started) / 1000)
+      }
+    }
+
   // Made once with the live parameters: unknown users are checked against it, costing what a real check costs.
-  const dummyHash = await hash('dummy password for unknown users', options)
+  const dummyHash = await argon2('hash', 'dummy password for unknown users') as string
+  // Timed from here on: the metrics count the hashes requests cause, not this one.
+  timer = observe
 
   return {
-    hash: async (password) => await timed('hash', async () => await hash(password, options)),
-    verify: async (storedHash, password) => await timed('verify', async () => {
+    hash: async (password) => await argon2('hash', password) as string,
+    verify: async (storedHash, password) => {
       if (storedHash === undefined) {
-        await verify(dummyHash, password)
+        await argon2('verify', password, dummyHash)
         return false
       }
       try {
-        return await verify(storedHash, password)
+        return await argon2('verify', password, storedHash) as boolean
       } catch {
         return false
       }
-    }),
+    },
     needsRehash: (storedHash) => {
       const current = parsePhc(storedHash)
       return current === undefined ||

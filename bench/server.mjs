@@ -1,0 +1,29 @@
+// The service under test for `npm run bench` (bench/harness.ts): the compiled service (dist/, as the image runs it)
+// plus one probe route behind the real authenticate hook. Settings come from the environment (the harness passes
+// DATABASE_URL and a signing key); the benchmark's own ones are forced: no rate limits, warn-level logs, loopback,
+// an ephemeral port. argon2 keeps its defaults (OWASP m=19456 t=2 p=1) unless ARGON2_* are set.
+// Plain JavaScript over dist/, run with plain node: no TypeScript loader in the measured process.
+// Prints one JSON line, {"port":N,"pid":N}, once it listens.
+import { buildApp } from '../dist/app.js'
+import { loadConfig } from '../dist/config.js'
+
+/** @param {import('fastify').FastifyInstance} app */
+const probe = async (app) => {
+  // The protected-route cost alone: token verification and the ended-session check, no database.
+  app.get('/bench/protected', { onRequest: app.authenticate, config: { rateLimit: false } }, async (request) => ({ sub: request.user.sub }))
+}
+
+const config = loadConfig({ ...process.env, RATE_LIMIT_ENABLED: 'false', LOG_LEVEL: 'warn', HOST: '127.0.0.1', PORT: '0' })
+const app = await buildApp(config, { plugins: [probe] })
+await app.listen({ port: config.PORT, host: config.HOST })
+const { port } = app.server.address()
+console.log(JSON.stringify({ port, pid: process.pid }))
+
+let closing = false
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => {
+    if (closing) process.exit(1)
+    closing = true
+    app.close().then(() => process.exit(0), () => process.exit(1))
+  })
+}

@@ -1,0 +1,119 @@
+import { createRequire } from 'node:module'
+import { Worker } from 'node:worker_threads'
+import type { Options } from '@node-rs/argon2'
+
+export interface HashJob {
+  id: number
+  operation: 'hash' | 'verify'
+  password: string
+  storedHash?: string
+  options: Options
+}
+
+export interface HashResult {
+  id: number
+  value?: string | boolean
+  error?: string
+  seconds: number
+}
+
+// The worker's code, evaluated as a script so that it runs the same from src/ under tsx and from dist/. It renices
+// its own thread (Linux: /proc/thread-self names it, and setpriority on a thread id applies to that thread alone;
+// elsewhere it stays at normal priority), then hashes and verifies synchronously, one job at a time.
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads')
+const { readlinkSync } = require('node:fs')
+const { setPriority } = require('node:os')
+const { hashSync, verifySync } = require(workerData.argon2)
+try { setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), workerData.niceness) } catch {}
+parentPort.on('message', (job) => {
+  const started = performance.now()
+  let reply
+  try {
+    const value = job.operation === 'hash' ? hashSync(job.password, job.options) : verifySync(job.storedHash, job.password)
+    reply = { id: job.id, value, seconds: (performance.now() - started) / 1000 }
+  } catch (error) {
+    reply = { id: job.id, error: String(error && error.message), seconds: (performance.now() - started) / 1000 }
+  }
+  parentPort.postMessage(reply)
+})
+`
+const ARGON2 = createRequire(import.meta.url).resolve('@node-rs/argon2')
+
+interface Pending {
+  job: HashJob
+  resolve: (result: HashResult) => void
+  reject: (error: Error) => void
+}
+
+/**
+ * argon2id on a fixed set of worker threads, one per core by default, each reniced (10): password hashing uses every
+ * core when nothing else wants them, and yields to the event loop, so token checks stay fast during a login storm.
+ * Jobs beyond the pool's size wait in a queue instead of competing for the cores and the memory.
+ */
+export class HashPool {
+  private readonly idle: Worker[] = []
+  private readonly busy = new Map<Worker, Pending>()
+  private readonly queue: Pending[] = []
+  private nextId = 0
+  private closed = false
+
+  constructor (size: number, niceness = 10) {
+    for (let i = 0; i < size; i++) this.spawn(niceness)
+  }
+
+  private spawn (niceness: number): void {
+    // The worker's own JavaScript holds a password and a hash at a time: a small heap is plenty (argon2's memory is
+    // allocated natively, outside these limits).
+    const worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { niceness, argon2: ARGON2 },
+      resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 16 }
+    })
+    worker.unref()
+    worker.on('message', (result: HashResult) => {
+      const pending = this.busy.get(worker)
+      this.busy.delete(worker)
+      pending?.resolve(result)
+      this.release(worker)
+    })
+    worker.on('error', (error) => {
+      const pending = this.busy.get(worker)
+      this.busy.delete(worker)
+      pending?.reject(error)
+      // A crashed worker is replaced, so the pool keeps its size.
+      if (!this.closed) this.spawn(niceness)
+    })
+    this.release(worker)
+  }
+
+  private release (worker: Worker): void {
+    const next = this.queue.shift()
+    if (next === undefined) {
+      this.idle.push(worker)
+      return
+    }
+    this.busy.set(worker, next)
+    worker.postMessage(next.job)
+  }
+
+  async run (job: Omit<HashJob, 'id'>): Promise<HashResult> {
+    if (this.closed) throw new Error('hash pool is closed')
+    return await new Promise<HashResult>((resolve, reject) => {
+      const pending = { job: { ...job, id: this.nextId++ }, resolve, reject }
+      const worker = this.idle.pop()
+      if (worker === undefined) {
+        this.queue.push(pending)
+        return
+      }
+      this.busy.set(worker, pending)
+      worker.postMessage(pending.job)
+    })
+  }
+
+  async close (): Promise<void> {
+    this.closed = true
+    for (const pending of [...this.queue.splice(0), ...this.busy.values()]) pending.reject(new Error('hash pool is closed'))
+    await Promise.all([...this.idle, ...this.busy.keys()].map(async worker => await worker.terminate()))
+  }
+}
