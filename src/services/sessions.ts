@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import { and, desc, eq, gt, isNull, sql } from 'drizzle-orm'
 import type { Database } from '../db/client.js'
 import { refreshTokens, sessions, users, type SessionRow, type UserRow } from '../db/schema.js'
@@ -64,16 +64,32 @@ export function createSessionService (db: Database, policy: SessionPolicy, onEnd
   return {
     async open (userId, meta) {
       const { token, hash } = newRefreshToken()
-      const session = await db.transaction(async (tx) => {
-        const [row] = await tx.insert(sessions).values({
-          userId,
-          expiresAt: new Date(Date.now() + policy.absoluteTtlSeconds * 1000),
-          userAgent: meta.userAgent?.slice(0, 512),
-          ipAddress: meta.ipAddress
-        }).returning()
-        await tx.insert(refreshTokens).values({ sessionId: row.id, tokenHash: hash })
-        return row
-      })
+      const id = randomUUID()
+      const expiresAt = new Date(Date.now() + policy.absoluteTtlSeconds * 1000)
+      const userAgent = meta.userAgent?.slice(0, 512) ?? null
+      const ipAddress = meta.ipAddress ?? null
+      // One statement, so one round trip and atomic: the session and its first refresh token (a login's hot path).
+      const result = await db.execute(sql`
+        with opened as (
+          insert into ${sessions} (id, user_id, expires_at, user_agent, ip_address)
+          values (${id}, ${userId}, ${expiresAt.toISOString()}, ${userAgent}, ${ipAddress})
+          returning id, created_at, last_used_at
+        ), token as (
+          insert into ${refreshTokens} (session_id, token_hash) select id, ${hash} from opened
+        )
+        select created_at, last_used_at from opened`)
+      const rows = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as Array<{ created_at: string | Date, last_used_at: string | Date }>
+      const session: SessionRow = {
+        id,
+        userId,
+        createdAt: new Date(rows[0].created_at),
+        lastUsedAt: new Date(rows[0].last_used_at),
+        expiresAt,
+        userAgent,
+        ipAddress,
+        endedAt: null,
+        endReason: null
+      }
       return { session, refreshToken: token }
     },
 
