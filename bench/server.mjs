@@ -6,6 +6,7 @@
 // Prints one JSON line, {"port":N,"pid":N}, once it listens.
 import { buildApp } from '../dist/app.js'
 import { loadConfig } from '../dist/config.js'
+import { listenForHarness } from './listen.mjs'
 
 /** @param {import('fastify').FastifyInstance} app */
 const probe = async (app) => {
@@ -13,17 +14,6 @@ const probe = async (app) => {
   app.get('/bench/protected', { onRequest: app.authenticate, config: { rateLimit: false } }, async (request) => ({ sub: request.user.sub }))
 }
 
-const config = loadConfig({ ...process.env, RATE_LIMIT_ENABLED: 'false', LOG_LEVEL: 'warn', HOST: '127.0.0.1', PORT: '0' })
+const config = loadConfig({ ...process.env, RATE_LIMIT_ENABLED: 'false', LOG_LEVEL: 'warn' })
 const app = await buildApp(config, { plugins: [probe] })
-await app.listen({ port: config.PORT, host: config.HOST })
-const { port } = app.server.address()
-console.log(JSON.stringify({ port, pid: process.pid }))
-
-let closing = false
-for (const signal of ['SIGTERM', 'SIGINT']) {
-  process.on(signal, () => {
-    if (closing) process.exit(1)
-    closing = true
-    app.close().then(() => process.exit(0), () => process.exit(1))
-  })
-}
+await listenForHarness(app)

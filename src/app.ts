@@ -79,9 +79,10 @@ export async function buildApp (config: Config, options: BuildOptions = {}): Pro
   app.register(configPlugin, { config })
   app.register(errorHandler)
   app.register(swagger)
-  if (options.documentOnly !== true) app.register(database, { database: options.database })
+  const serving = options.documentOnly !== true
+  if (serving) app.register(database, { database: options.database })
   app.register(metrics)
-  if (options.documentOnly !== true) {
+  if (serving) {
     app.register(rateLimit)
     app.register(services)
     app.register(sessions)

@@ -1,6 +1,7 @@
 import { createHmac, randomBytes, randomUUID } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
+import { createServer } from 'node:net'
 import { join } from 'node:path'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse as LightMyResponse } from 'fastify'
 import postgres from 'postgres'
@@ -114,6 +115,15 @@ export async function twoInstances (t: TestContext, overrides: Record<string, un
   const url = a.config.DATABASE_URL
   const b = await build(t, { ...overrides, ...bOverrides, DATABASE_URL: url }, url === undefined ? { database: await embeddedDatabase() } : {})
   return [a, b]
+}
+
+/** A TCP port free on 127.0.0.1 right now, for a server that must be given its port up front. */
+export async function freePort (): Promise<number> {
+  const probe = createServer()
+  await new Promise<void>(resolve => probe.listen(0, '127.0.0.1', resolve))
+  const { port } = probe.address() as { port: number }
+  await new Promise(resolve => probe.close(resolve))
+  return port
 }
 
 let counter = 0

@@ -1,7 +1,7 @@
 import { test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { loggerOptions } from '../src/logger.js'
-import { build, login, register, uniqueName } from './helper.js'
+import { build, freePort, login, register, uniqueName } from './helper.js'
 
 const PASSWORD = 'Wombat-Lantern-5521-Orchid'
 
@@ -96,12 +96,7 @@ test('GET /metrics: when METRICS_PORT is set, then metrics are served there and 
   const off = await build(t, { METRICS_ENABLED: false })
   t.equal((await off.inject({ url: '/metrics' })).statusCode, 404, 'off')
 
-  // A fixed free port: find one, then give it to the service.
-  const { createServer } = await import('node:net')
-  const probe = createServer()
-  await new Promise<void>(resolve => probe.listen(0, '127.0.0.1', resolve))
-  const port = (probe.address() as { port: number }).port
-  await new Promise(resolve => probe.close(resolve))
+  const port = await freePort()
   await build(t, { METRICS_PORT: port, HOST: '127.0.0.1' })
   const res = await fetch(`http://127.0.0.1:${port}/metrics`)
   t.equal(res.status, 200)

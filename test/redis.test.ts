@@ -1,24 +1,15 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { existsSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { test, type Test } from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { build, login, register, twoInstances } from './helper.js'
+import { build, freePort, login, register, twoInstances } from './helper.js'
 
 // Debian's redis-server (apt-get install redis-server); REDIS_SERVER points at another.
 const REDIS_SERVER = process.env.REDIS_SERVER ?? '/usr/bin/redis-server'
 const PASSWORD = 'Heron-Pebble-8812-Saffron'
 
 type T = Test
-
-async function freePort (): Promise<number> {
-  const probe = createServer()
-  await new Promise<void>(resolve => probe.listen(0, '127.0.0.1', resolve))
-  const { port } = probe.address() as { port: number }
-  await new Promise(resolve => probe.close(resolve))
-  return port
-}
 
 /** A real redis-server on 127.0.0.1, nothing persisted, killed when the test ends. */
 async function startRedis (t: T): Promise<{ url: string, pid: number, kill: () => Promise<void> }> {

@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module'
+import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import rateLimit from '@fastify/rate-limit'
 import { Redis } from 'ioredis'
@@ -25,37 +26,42 @@ function guarded (inner: Store): Store {
   }
 }
 
+/** The store class @fastify/rate-limit instantiates: its Redis store on our client, guarded. */
+function storeOn (redis: Redis): never {
+  return class { constructor () { return guarded(new RedisStore(false, false, redis, 'auth-service:rate-limit:')) } } as never
+}
+
+/** A Redis client that never makes a request wait: no queue while disconnected, every command bounded. */
+async function connectRedis (app: FastifyInstance, url: string, timeoutMs: number): Promise<Redis> {
+  const redis = new Redis(url, {
+    enableOfflineQueue: false,
+    commandTimeout: timeoutMs,
+    connectTimeout: Math.max(timeoutMs, 1000),
+    maxRetriesPerRequest: 0,
+    // Reconnects in the background.
+    retryStrategy: (attempt) => Math.min(attempt * 100, 2000)
+  })
+  let lastWarning = 0
+  redis.on('error', (error: Error) => {
+    if (Date.now() - lastWarning < 10_000) return
+    lastWarning = Date.now()
+    app.log.warn({ err: { message: error.message } }, 'redis unavailable: rate limits fail open, except on routes that fail closed')
+  })
+  app.addHook('onClose', async () => { redis.disconnect() })
+  // Give a starting Redis a moment, but start without it rather than not at all.
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, 2000)
+    redis.once('ready', () => { clearTimeout(timer); resolve() })
+  })
+  return redis
+}
+
 export default fp(async (app) => {
   const { RATE_LIMIT_ENABLED, RATE_LIMIT_MAX, RATE_LIMIT_WINDOW_SECONDS, REDIS_URL, REDIS_TIMEOUT_MS } = app.config
   // Off for deployments that limit at a gateway, and for load tests; routes' own limits go with it.
   if (!RATE_LIMIT_ENABLED) return
 
-  let redis: Redis | undefined
-  if (REDIS_URL !== undefined) {
-    redis = new Redis(REDIS_URL, {
-      // Never wait on Redis: no queue while disconnected, every command bounded, reconnects in the background.
-      enableOfflineQueue: false,
-      commandTimeout: REDIS_TIMEOUT_MS,
-      connectTimeout: Math.max(REDIS_TIMEOUT_MS, 1000),
-      maxRetriesPerRequest: 0,
-      retryStrategy: (attempt) => Math.min(attempt * 100, 2000)
-    })
-    let lastWarning = 0
-    redis.on('error', (error: Error) => {
-      if (Date.now() - lastWarning < 10_000) return
-      lastWarning = Date.now()
-      app.log.warn({ err: { message: error.message } }, 'redis unavailable: rate limits fail open, except on routes that fail closed')
-    })
-    const client = redis
-    // Give a starting Redis a moment, but start without it rather than not at all.
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, 2000)
-      client.once('ready', () => { clearTimeout(timer); resolve() })
-    })
-    app.addHook('onClose', async () => { client.disconnect() })
-  }
-
-  const redisClient = redis
+  const redis = REDIS_URL === undefined ? undefined : await connectRedis(app, REDIS_URL, REDIS_TIMEOUT_MS)
   await app.register(rateLimit, {
     global: true,
     max: RATE_LIMIT_MAX,
@@ -63,9 +69,7 @@ export default fp(async (app) => {
     // Fail open by default: a Redis outage must not take every route down. The token and register endpoints,
     // where the limit is what stops password guessing and sign-up floods, fail closed (skipOnError: false there).
     skipOnError: true,
-    ...(redisClient !== undefined
-      ? { store: class { constructor () { return guarded(new RedisStore(false, false, redisClient as Redis, 'auth-service:rate-limit:')) } } as never }
-      : {}),
+    ...(redis !== undefined ? { store: storeOn(redis) } : {}),
     // The error handlers turn this into a problem (or an OAuth error) with Retry-After.
     errorResponseBuilder: (request, context) => {
       app.metrics.rateLimited.inc({ route: request.routeOptions.url ?? 'unmatched' })

@@ -20,7 +20,7 @@ export default fp(async (app) => {
     memoryCost: ARGON2_MEMORY_KIB,
     timeCost: ARGON2_TIME_COST,
     parallelism: ARGON2_PARALLELISM
-  }, (operation, seconds) => { app.metrics.passwordHash.observe({ operation }, seconds) }, pool)
+  }, pool, (operation, seconds) => { app.metrics.passwordHash.observe({ operation }, seconds) })
   app.decorate('passwordHasher', passwordHasher)
   // The same bound as ended sessions: what another instance changed shows here within SESSION_SYNC_INTERVAL_MS.
   app.decorate('users', createUserService(app.database.db, passwordHasher, { ttlMs: app.config.SESSION_SYNC_INTERVAL_MS }))

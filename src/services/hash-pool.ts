@@ -87,6 +87,7 @@ export class HashPool {
     this.release(worker)
   }
 
+  /** Gives a free worker the next queued job, or puts it with the idle ones. */
   private release (worker: Worker): void {
     const next = this.queue.shift()
     if (next === undefined) {
@@ -100,14 +101,9 @@ export class HashPool {
   async run (job: Omit<HashJob, 'id'>): Promise<HashResult> {
     if (this.closed) throw new Error('hash pool is closed')
     return await new Promise<HashResult>((resolve, reject) => {
-      const pending = { job: { ...job, id: this.nextId++ }, resolve, reject }
+      this.queue.push({ job: { ...job, id: this.nextId++ }, resolve, reject })
       const worker = this.idle.pop()
-      if (worker === undefined) {
-        this.queue.push(pending)
-        return
-      }
-      this.busy.set(worker, pending)
-      worker.postMessage(pending.job)
+      if (worker !== undefined) this.release(worker)
     })
   }
 

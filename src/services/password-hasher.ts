@@ -1,4 +1,4 @@
-import { hash, verify, Algorithm } from '@node-rs/argon2'
+import { Algorithm } from '@node-rs/argon2'
 import type { HashPool } from './hash-pool.js'
 
 export interface Argon2Params {
@@ -28,28 +28,16 @@ export type HashTimer = (operation: 'hash' | 'verify', seconds: number) => void
 
 type Argon2 = (operation: 'hash' | 'verify', password: string, storedHash?: string) => Promise<string | boolean>
 
-/**
- * argon2id with the given parameters: on the worker threads of `pool` when one is given (the service), else on
- * libuv's thread pool (scripts, unit tests).
- */
-export async function createPasswordHasher (params: Argon2Params, observe: HashTimer = () => {}, pool?: HashPool): Promise<PasswordHasher> {
+/** argon2id with the given parameters, on the worker threads of `pool`. */
+export async function createPasswordHasher (params: Argon2Params, pool: HashPool, observe: HashTimer = () => {}): Promise<PasswordHasher> {
   const options = { algorithm: Algorithm.Argon2id, ...params }
   let timer: HashTimer = () => {}
-  const argon2: Argon2 = pool !== undefined
-    ? async (operation, password, storedHash) => {
-      const result = await pool.run({ operation, password, storedHash, options })
-      timer(operation, result.seconds)
-      if (result.error !== undefined || result.value === undefined) throw new Error(result.error ?? 'no result')
-      return result.value
-    }
-    : async (operation, password, storedHash) => {
-      const started = performance.now()
-      try {
-        return operation === 'hash' ? await hash(password, options) : await verify(storedHash ?? '', password)
-      } finally {
-        timer(operation, (performance.now() - started) / 1000)
-      }
-    }
+  const argon2: Argon2 = async (operation, password, storedHash) => {
+    const result = await pool.run({ operation, password, storedHash, options })
+    timer(operation, result.seconds)
+    if (result.error !== undefined || result.value === undefined) throw new Error(result.error ?? 'no result')
+    return result.value
+  }
 
   // Made once with the live parameters: unknown users are checked against it, costing what a real check costs.
   const dummyHash = await argon2('hash', 'dummy password for unknown users') as string
