@@ -64,8 +64,12 @@ RUN_ENV=(env -i "PATH=$PATH" "HOME=$WORK" NODE_ENV=production "DATABASE_URL=$DAT
 echo "== node dist/migrate.js"
 (cd "$WORK/app" && "${RUN_ENV[@]}" node dist/migrate.js) || fail "node dist/migrate.js failed"
 
-echo "== node dist/server.js on $BASE"
-(cd "$WORK/app" && exec "${RUN_ENV[@]}" node dist/server.js) >"$WORK/server.log" 2>&1 &
+# The node flags of the image's CMD (["node", ...flags, "dist/server.js"]).
+FLAGS_LINE="$(node -e 'const m = /^CMD (\[.*\])\s*$/m.exec(require("fs").readFileSync("Dockerfile", "utf8")); const a = JSON.parse(m ? m[1] : "[]"); if (a[0] !== "node" || a.at(-1) !== "dist/server.js") process.exit(1); console.log(a.slice(1, -1).join(" "))')" \
+  || fail 'Dockerfile: no exec-form CMD ["node", ..., "dist/server.js"]'
+read -r -a NODE_FLAGS <<<"$FLAGS_LINE"
+echo "== node ${NODE_FLAGS[*]} dist/server.js on $BASE"
+(cd "$WORK/app" && exec "${RUN_ENV[@]}" node "${NODE_FLAGS[@]}" dist/server.js) >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 
 ready=0

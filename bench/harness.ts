@@ -123,15 +123,25 @@ interface Server {
   listeningMs: number
 }
 
-const RUNTIME_NODE_OPTIONS = '--max-semi-space-size=4'
+/**
+ * How the image runs node, read from the Dockerfile so that the two cannot drift: its `ENV NODE_OPTIONS` and the
+ * flags between "node" and the script in its exec-form CMD. Both servers get them, so they compare fairly.
+ */
+function runtimeNode (dockerfile: string): { nodeOptions: string, flags: string[] } {
+  const nodeOptions = /^ENV NODE_OPTIONS=(.*)$/m.exec(dockerfile)?.[1].trim() ?? ''
+  const cmd = /^CMD (\[.*\])\s*$/m.exec(dockerfile)?.[1]
+  const argv = cmd === undefined ? [] : JSON.parse(cmd) as string[]
+  if (argv[0] !== 'node' || argv.length < 2) throw new Error('Dockerfile: expected an exec-form CMD ["node", ...flags, script]')
+  return { nodeOptions, flags: argv.slice(1, -1) }
+}
+const RUNTIME = runtimeNode(await readFile(join(ROOT, 'Dockerfile'), 'utf8'))
 
 /** Starts `node <script>` (plain JavaScript) and waits (at most 30 s) for its {"port":N} line. */
 async function startServer (name: string, script: string, env: NodeJS.ProcessEnv): Promise<Server> {
   const spawnedAt = performance.now()
-  const child = spawn(process.execPath, [fileURLToPath(new URL(script, import.meta.url))], {
+  const child = spawn(process.execPath, [...RUNTIME.flags, fileURLToPath(new URL(script, import.meta.url))], {
     cwd: ROOT,
-    // As the Dockerfile runs the service (ENV NODE_OPTIONS); the baseline gets the same, so they compare fairly.
-    env: { ...env, NODE_OPTIONS: RUNTIME_NODE_OPTIONS },
+    env: { ...env, NODE_OPTIONS: RUNTIME.nodeOptions },
     stdio: ['ignore', 'pipe', 'inherit']
   })
   children.add(child)
@@ -654,7 +664,8 @@ async function main (): Promise<number> {
     ]
 
     const { params } = argon2
-    const header = `${started.toISOString()}: PostgreSQL ${db.version}, node ${process.version}, ${argon2.cores} cores (${cpus()[0]?.model ?? 'unknown CPU'}), ` +
+    const runtime = [...RUNTIME.flags, ...(RUNTIME.nodeOptions === '' ? [] : [`NODE_OPTIONS=${RUNTIME.nodeOptions}`])].join(' ')
+    const header = `${started.toISOString()}: PostgreSQL ${db.version}, node ${process.version} (${runtime}, as the Dockerfile), ${argon2.cores} cores (${cpus()[0]?.model ?? 'unknown CPU'}), ` +
       `${CONNECTIONS} connections unless said, ${WARMUP} s warm-up + ${DURATION} s measured per scenario` +
       `${ROUNDS > 1 ? `, medians of ${ROUNDS} alternating rounds` : ''}; load generator on the same machine`
     const argon2Line = `argon2 limit: ${argon2.cores} cores / ${argon2.cpuMsPerHash.toFixed(1)} ms CPU per hash ` +
@@ -677,6 +688,7 @@ async function main (): Promise<number> {
     const report = {
       date: started.toISOString(),
       node: process.version,
+      runtime: RUNTIME,
       cpu: cpus()[0]?.model,
       cores: argon2.cores,
       postgres: db.version,

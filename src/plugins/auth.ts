@@ -1,7 +1,7 @@
 import fp from 'fastify-plugin'
 import fastifyJwt from '@fastify/jwt'
 import { createVerifier } from 'fast-jwt'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, onRequestHookHandler } from 'fastify'
 import { Problems } from '../errors.js'
 import { loadKeyRing, type KeyRing } from '../services/keys.js'
 import { accessClaimsCheck, accessTokenPayload, type AccessClaims, type IssuedToken } from '../services/tokens.js'
@@ -17,7 +17,7 @@ declare module '@fastify/jwt' {
 declare module 'fastify' {
   interface FastifyInstance {
     /** onRequest hook for protected routes: verifies the bearer token and sets request.user. */
-    authenticate: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+    authenticate: onRequestHookHandler
     tokenIssuer: { issue: (user: Pick<UserRow, 'id' | 'username'>, sessionId: string) => IssuedToken }
     /** The session of an access token whose signature, issuer and audience check out, even if expired; else undefined. */
     sessionOfAccessToken: (token: string) => string | undefined
@@ -29,6 +29,8 @@ declare module 'fastify' {
 
 const BEARER = /^Bearer +(\S*) *$/i
 const VERIFIED_CACHE_SIZE = 10_000
+// Characters of an Authorization header the verified-token cache is keyed by: its end, inside the signature.
+const VERIFIED_KEY_LENGTH = 32
 // Headers that point a verifier at keys elsewhere (RFC 8725 section 3.10): never followed, always refused.
 const FOREIGN_KEY_HEADERS = ['jku', 'x5u', 'jwk', 'x5c']
 
@@ -107,41 +109,58 @@ export default fp(async (app) => {
     }
   })
 
-  // Tokens that passed every check, by their exact text, until they expire: a client's next request with the same
-  // token skips the header parse, the signature and the claim checks. Only successes are kept, at most
-  // VERIFIED_CACHE_SIZE (oldest out first); a key that stops verifying is a restart, which empties it.
-  const verified = new Map<string, AccessClaims>()
+  // Authorization headers whose token passed every check, until it expires: a client's next request with the same
+  // header skips the parse, the signature and the claim checks. Found by the header's last characters (part of the
+  // signature) and then compared whole: hashing a short key is what makes a hit cheap, the comparison what makes it
+  // exact. Only successes are kept, at most VERIFIED_CACHE_SIZE (oldest out first); a key that stops verifying is
+  // a restart, which empties it.
+  const verified = new Map<string, { authorization: string, claims: AccessClaims }>()
+  const cacheKey = (authorization: string): string => authorization.slice(-VERIFIED_KEY_LENGTH)
 
   app.decorate('verifyAccessToken', (authorization: string | undefined): AccessClaims => {
-    const match = authorization === undefined ? null : BEARER.exec(authorization)
-    if (match === null) throw Problems.notAuthenticated()
-    const token = match[1]
-    const known = verified.get(token)
-    if (known !== undefined) {
-      if (known.exp * 1000 > Date.now()) return known
-      verified.delete(token)
+    if (authorization === undefined) throw Problems.notAuthenticated()
+    const key = cacheKey(authorization)
+    const known = verified.get(key)
+    if (known !== undefined && known.authorization === authorization) {
+      if (known.claims.exp * 1000 > Date.now()) return known.claims
+      verified.delete(key)
       throw Problems.tokenExpired()
     }
+    const match = BEARER.exec(authorization)
+    if (match === null) throw Problems.notAuthenticated()
     let claims: unknown
     try {
-      claims = verifyAccessToken(token)
+      claims = verifyAccessToken(match[1])
     } catch (error) {
       // fast-jwt throws for every way a token can be bad, some of them as plain TypeErrors: all are a 401.
       if ((error as { code?: string }).code === 'FAST_JWT_EXPIRED') throw Problems.tokenExpired()
       throw Problems.invalidToken()
     }
     if (!accessClaimsCheck.Check(claims)) throw Problems.invalidToken()
+    verified.delete(key)
     if (verified.size >= VERIFIED_CACHE_SIZE) verified.delete(verified.keys().next().value as string)
-    verified.set(token, claims)
+    verified.set(key, { authorization, claims })
     return claims
   })
 
-  app.decorate('authenticate', async (request: FastifyRequest) => {
-    const claims = app.verifyAccessToken(request.headers.authorization)
+  // A callback hook, not an async one: no promise per protected request.
+  const authenticate: onRequestHookHandler = (request, _reply, done) => {
+    let claims: AccessClaims
+    try {
+      claims = app.verifyAccessToken(request.headers.authorization)
+    } catch (error) {
+      done(error as Error)
+      return
+    }
     // In memory, kept current across instances by the sessions plugin: no query per request.
-    if (app.endedSessions.has(claims.sid)) throw Problems.invalidToken('Session has ended')
+    if (app.endedSessions.has(claims.sid)) {
+      done(Problems.invalidToken('Session has ended'))
+      return
+    }
     request.user = claims
-  })
+    done()
+  }
+  app.decorate('authenticate', authenticate)
   // app.endedSessions comes from the sessions plugin, registered before this one; it is read per request, not here,
   // so that the document-only app (no database, no sessions) can still declare the protected routes.
 }, { name: 'auth', dependencies: ['config'] })

@@ -76,6 +76,21 @@ test('GET /users/me: when the scheme is written in lower or upper case, then the
   }
 })
 
+test('GET /users/me: when a header ends like one already accepted but differs before that, then it is judged on its own', async (t) => {
+  const app = await build(t)
+  const user = await register(app)
+  const token = await login(app, user.username, user.password)
+  t.equal((await app.inject(me(`Bearer ${token}`))).statusCode, 200, 'accepted, and so remembered')
+  // Same signature, so the same last characters: the remembered answer must not be reused for any of these.
+  assertInvalidToken(t, await app.inject(me(`Bearer ${withPayload(token, (c) => ({ ...c, sub: '00000000-0000-4000-8000-000000000000' }))}`)))
+  assertNotAuthenticated(t, await app.inject(me(`Token ${token}`)))
+  assertNotAuthenticated(t, await app.inject(me(`XBearer ${token}`)))
+  assertNotAuthenticated(t, await app.inject(me(token)))
+  const spaced = await app.inject(me(`Bearer   ${token}`))
+  t.equal(spaced.statusCode, 200, 'the same token with more spaces is still valid')
+  t.equal((await app.inject(me(`Bearer ${token}`))).statusCode, 200, 'and the first form still is')
+})
+
 test('GET /users/me: when there is no Authorization header, then 401 not_authenticated with a bare Bearer challenge', async (t) => {
   const app = await build(t)
   assertNotAuthenticated(t, await app.inject(me()))
