@@ -451,6 +451,9 @@ test('Dockerfile: when the runtime stage is read, then it has production depende
   t.ok(user !== undefined && user !== 'root' && user !== '0', `runs as ${user ?? 'root'}`)
   t.match(runtime, /^HEALTHCHECK [^\n]*(\\\n[^\n]*)*\/health\/ready/m, 'HEALTHCHECK on /health/ready')
   const cmd = /^CMD (.+)$/m.exec(runtime)?.[1] ?? ''
-  t.same(JSON.parse(cmd), ['node', 'dist/server.js'], 'exec-form CMD: node itself is PID 1 and receives SIGTERM')
+  const argv = JSON.parse(cmd) as string[]
+  t.equal(argv[0], 'node', 'exec-form CMD: node itself is PID 1 and receives SIGTERM')
+  t.equal(argv.at(-1), 'dist/server.js', 'the compiled server')
+  t.ok(argv.slice(1, -1).every(a => a.startsWith('--')), `only node flags in between (${argv.slice(1, -1).join(' ')})`)
   t.match(dockerfile, /node dist\/migrate\.js/, 'the migrate step is documented')
 })

@@ -1,6 +1,6 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import { and, desc, eq, gt, isNull, sql } from 'drizzle-orm'
-import type { Database } from '../db/client.js'
+import { preparedStatement, type Database } from '../db/client.js'
 import { refreshTokens, sessions, users, type SessionRow, type UserRow } from '../db/schema.js'
 
 export const SESSION_ENDED_CHANNEL = 'auth_session_ended'
@@ -47,6 +47,17 @@ export function createSessionService (db: Database, policy: SessionPolicy, onEnd
   const isActive = (s: SessionRow, now: Date): boolean =>
     s.endedAt === null && s.expiresAt > now && s.lastUsedAt.getTime() + policy.idleTtlSeconds * 1000 > now.getTime()
 
+  // One statement, so one round trip and atomic: the session and its first refresh token (a login's hot path).
+  const openSession = preparedStatement<{ created_at: string | Date, last_used_at: string | Date }>(db, 'session_open', sql`
+    with opened as (
+      insert into ${sessions} (id, user_id, expires_at, user_agent, ip_address)
+      values (${sql.placeholder('id')}, ${sql.placeholder('userId')}, ${sql.placeholder('expiresAt')}, ${sql.placeholder('userAgent')}, ${sql.placeholder('ipAddress')})
+      returning id, created_at, last_used_at
+    ), token as (
+      insert into ${refreshTokens} (session_id, token_hash) select id, ${sql.placeholder('hash')} from opened
+    )
+    select created_at, last_used_at from opened`)
+
   async function end (target: { userId?: string, sessionId?: string }, reason: string): Promise<string[]> {
     const conditions = [isNull(sessions.endedAt)]
     if (target.userId !== undefined) conditions.push(eq(sessions.userId, target.userId))
@@ -68,17 +79,7 @@ export function createSessionService (db: Database, policy: SessionPolicy, onEnd
       const expiresAt = new Date(Date.now() + policy.absoluteTtlSeconds * 1000)
       const userAgent = meta.userAgent?.slice(0, 512) ?? null
       const ipAddress = meta.ipAddress ?? null
-      // One statement, so one round trip and atomic: the session and its first refresh token (a login's hot path).
-      const result = await db.execute(sql`
-        with opened as (
-          insert into ${sessions} (id, user_id, expires_at, user_agent, ip_address)
-          values (${id}, ${userId}, ${expiresAt.toISOString()}, ${userAgent}, ${ipAddress})
-          returning id, created_at, last_used_at
-        ), token as (
-          insert into ${refreshTokens} (session_id, token_hash) select id, ${hash} from opened
-        )
-        select created_at, last_used_at from opened`)
-      const rows = (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as Array<{ created_at: string | Date, last_used_at: string | Date }>
+      const rows = await openSession({ id, userId, expiresAt: expiresAt.toISOString(), userAgent, ipAddress, hash })
       const session: SessionRow = {
         id,
         userId,

@@ -46,8 +46,16 @@ export function createUserService (db: Database, hasher: PasswordHasher, cacheOp
     cache.set(row.id, { row, until: Date.now() + ttlMs })
   }
 
+  // Prepared once (PostgreSQL parses and plans them once per connection): a login's and a cache miss's lookups.
+  const byId = db.select().from(users).where(eq(users.id, sql.placeholder('id'))).limit(1).prepare('user_by_id')
+  const byUsername = db.select().from(users).where(sql`lower(${users.username}) = lower(${sql.placeholder('login')})`).limit(1).prepare('user_by_username')
+  const insert = db.insert(users)
+    .values({ username: sql.placeholder('username'), email: sql.placeholder('email'), passwordHash: sql.placeholder('passwordHash') })
+    .onConflictDoNothing().returning().prepare('user_insert')
+  const byEmail = db.select().from(users).where(sql`lower(${users.email}) = lower(${sql.placeholder('login')})`).limit(1).prepare('user_by_email')
+
   async function load (id: string): Promise<UserRow | undefined> {
-    const [row] = await db.select().from(users).where(eq(users.id, id)).limit(1)
+    const [row] = await byId.execute({ id })
     if (row === undefined) cache.delete(id)
     else remember(row)
     return row
@@ -55,8 +63,7 @@ export function createUserService (db: Database, hasher: PasswordHasher, cacheOp
 
   async function findByLogin (login: string): Promise<UserRow | undefined> {
     // A username cannot contain '@', so the two kinds of login never overlap.
-    const column = login.includes('@') ? users.email : users.username
-    const [row] = await db.select().from(users).where(sql`lower(${column}) = lower(${login})`).limit(1)
+    const [row] = await (login.includes('@') ? byEmail : byUsername).execute({ login })
     return row
   }
 
@@ -64,7 +71,7 @@ export function createUserService (db: Database, hasher: PasswordHasher, cacheOp
     async register ({ username, email, password }) {
       const passwordHash = await hasher.hash(password)
       // The unique indexes decide between concurrent registrations: no read-then-write race.
-      const [row] = await db.insert(users).values({ username, email, passwordHash }).onConflictDoNothing().returning()
+      const [row] = await insert.execute({ username, email, passwordHash })
       return row
     },
 
