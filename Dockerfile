@@ -38,8 +38,11 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 3000) + '/health/ready').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # node is PID 1 and handles SIGTERM itself (close-with-grace, SHUTDOWN_GRACE_MS): exec form, no shell in between.
 # Give the container a stop timeout above SHUTDOWN_GRACE_MS (docker stop -t, stop_grace_period).
-# --no-memory-reducer (not allowed in NODE_OPTIONS, so here): after a few idle seconds V8's memory reducer shrinks
-# the heap, and under load afterwards the service stayed about 20% slower per request (twice the scavenges); with
-# it off the service is as fast after a quiet spell as when fresh, at the cost of not shrinking while idle (see
-# README, Performance). The benchmark and .ci/prod-smoke.sh read these flags from this line.
-CMD ["node", "--no-memory-reducer", "dist/server.js"]
+# V8 flags (not allowed in NODE_OPTIONS, so here), measured with npm run bench and side by side (README, Performance):
+# --no-memory-reducer: after a few idle seconds V8's memory reducer shrinks the heap, and under load afterwards the
+#   service stayed 20-30% slower per request (twice the scavenges); with it off it is as fast after a quiet spell
+#   as when fresh.
+# --heap-growing-percent=50: without the reducer the old generation grew to about 3 times the live heap between full
+#   collections (peak RSS past 200 MB in a long benchmark); growing by half keeps the peak near 160 MB.
+# The benchmark and .ci/prod-smoke.sh read these flags from this line.
+CMD ["node", "--no-memory-reducer", "--heap-growing-percent=50", "dist/server.js"]

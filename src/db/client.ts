@@ -43,6 +43,8 @@ export interface DatabaseOptions {
   /** Where PGlite keeps its files; undefined keeps them in memory (tests). */
   dataDir?: string
   poolMax?: number
+  /** Named prepared statements on PostgreSQL (default true); false behind a pooler that cannot keep them. */
+  preparedStatements?: boolean
 }
 
 // src/db and dist/db are both two levels below the package root.
@@ -52,15 +54,16 @@ export const MIGRATIONS_FOLDER = fileURLToPath(new URL('../../migrations', impor
 export const MIGRATION_LOCK_KEY = 7_241_001
 
 export async function openDatabase (options: DatabaseOptions): Promise<DatabaseHandle> {
-  return options.url !== undefined ? await openPostgres(options.url, options.poolMax ?? 10) : await openPglite(options.dataDir)
+  return options.url !== undefined ? await openPostgres(options.url, options.poolMax ?? 10, options.preparedStatements ?? true) : await openPglite(options.dataDir)
 }
 
-async function openPostgres (url: string, poolMax: number): Promise<DatabaseHandle> {
+async function openPostgres (url: string, poolMax: number, prepare: boolean): Promise<DatabaseHandle> {
   const { default: postgres } = await import('postgres')
   const { drizzle } = await import('drizzle-orm/postgres-js')
   // A name of this instance's own, so that pg_stat_activity tells its connections from other instances'.
   const applicationName = `auth-service-${randomBytes(4).toString('hex')}`
-  const client = postgres(url, { max: poolMax, onnotice: () => {}, connect_timeout: 10, connection: { application_name: applicationName } })
+  // prepare: false turns off every prepared statement, the ones the services ask for included (postgres.js's own switch).
+  const client = postgres(url, { max: poolMax, prepare, onnotice: () => {}, connect_timeout: 10, connection: { application_name: applicationName } })
   const db = drizzle({ client, schema }) as unknown as Database
   return {
     db,

@@ -13,10 +13,10 @@ export interface DatabasePluginOptions {
 }
 
 export default fp<DatabasePluginOptions>(async (app, options) => {
-  const { DATABASE_URL, DATA_DIR, DATABASE_POOL_MAX, MIGRATE_ON_START } = app.config
+  const { DATABASE_URL, DATA_DIR, DATABASE_POOL_MAX, DATABASE_PREPARED_STATEMENTS, MIGRATE_ON_START } = app.config
   let database = options.database
   if (database === undefined) {
-    const opened = await openDatabase({ url: DATABASE_URL, dataDir: DATA_DIR, poolMax: DATABASE_POOL_MAX })
+    const opened = await openDatabase({ url: DATABASE_URL, dataDir: DATA_DIR, poolMax: DATABASE_POOL_MAX, preparedStatements: DATABASE_PREPARED_STATEMENTS })
     app.addHook('onClose', async () => { await opened.close() })
     database = opened
   }
