@@ -1,6 +1,9 @@
 import fp from 'fastify-plugin'
 import Fastify, { type FastifyInstance } from 'fastify'
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import {
+  collectDefaultMetrics, Counter, Gauge, Histogram, Registry,
+  type HistogramConfiguration, type LabelValues, type MetricObjectWithValues, type MetricValueWithName
+} from 'prom-client'
 
 export interface Metrics {
   registry: Registry
@@ -17,12 +20,71 @@ declare module 'fastify' {
   }
 }
 
+type DurationLabel = 'method' | 'route' | 'status_code'
+interface Series { labels: LabelValues<DurationLabel>, counts: Float64Array, sum: number, count: number }
+
+/**
+ * The request-duration histogram, counted per method, status and route in plain arrays found by a string key.
+ * prom-client's observe() validates and hashes the label object on every call, which measured about 1 us of a
+ * protected request's 18; this keeps prom-client's exposition (get() answers in the shape its Histogram does).
+ */
+export class RequestDurations extends Histogram<DurationLabel> {
+  private readonly series = new Map<string, Series>()
+  private readonly bounds: number[]
+
+  constructor (private readonly configuration: HistogramConfiguration<DurationLabel> & { buckets: number[] }) {
+    super(configuration)
+    this.bounds = [...configuration.buckets].sort((a, b) => a - b)
+  }
+
+  record (method: string, route: string, statusCode: number, seconds: number): void {
+    const key = `${method} ${statusCode} ${route}`
+    let series = this.series.get(key)
+    if (series === undefined) {
+      series = { labels: { method, route, status_code: statusCode }, counts: new Float64Array(this.bounds.length), sum: 0, count: 0 }
+      this.series.set(key, series)
+    }
+    let i = 0
+    while (i < this.bounds.length && seconds > this.bounds[i]) i++
+    if (i < this.bounds.length) series.counts[i]++
+    series.sum += seconds
+    series.count++
+  }
+
+  override async get (): Promise<MetricObjectWithValues<MetricValueWithName<DurationLabel>>> {
+    const { name, help } = this.configuration
+    const values: Array<MetricValueWithName<DurationLabel>> = []
+    for (const { labels, counts, sum, count } of this.series.values()) {
+      let cumulative = 0
+      for (const [i, bound] of this.bounds.entries()) {
+        cumulative += counts[i]
+        values.push({ metricName: `${name}_bucket`, labels: { le: bound, ...labels } as LabelValues<DurationLabel>, value: cumulative })
+      }
+      values.push({ metricName: `${name}_bucket`, labels: { le: '+Inf', ...labels } as LabelValues<DurationLabel>, value: count })
+      values.push({ metricName: `${name}_sum`, labels, value: sum })
+      values.push({ metricName: `${name}_count`, labels, value: count })
+    }
+    // The object prom-client's own Histogram answers with (its typings say an enum where the code has a string).
+    return { name, help, type: 'histogram', aggregator: 'sum', values } as unknown as MetricObjectWithValues<MetricValueWithName<DurationLabel>>
+  }
+
+  // What the registry asks for when it writes the text format.
+  async getForPromString (): Promise<MetricObjectWithValues<MetricValueWithName<DurationLabel>>> {
+    return await this.get()
+  }
+
+  override reset (): void {
+    // prom-client's constructor calls reset() before this class's fields exist.
+    this.series?.clear()
+  }
+}
+
 /** One registry per app (tests build many in one process); Prometheus text at /metrics, or on METRICS_PORT. */
 export default fp(async (app) => {
   const registry = new Registry()
   const { METRICS_ENABLED, METRICS_PORT, HOST } = app.config
 
-  const httpDuration = new Histogram({
+  const httpDuration = new RequestDurations({
     name: 'http_request_duration_seconds',
     help: 'Request duration by route (the route pattern, not the URL) and status',
     labelNames: ['method', 'route', 'status_code'],
@@ -68,18 +130,8 @@ export default fp(async (app) => {
     })
   }
 
-  // One labelled child per method, route and status, found by a string key: cheaper per request than prom-client
-  // hashing the label object each time.
-  const series = new Map<string, { observe: (value: number) => void }>()
   app.addHook('onResponse', (request, reply, done) => {
-    const route = request.routeOptions.url ?? 'unmatched'
-    const key = `${request.method} ${reply.statusCode} ${route}`
-    let child = series.get(key)
-    if (child === undefined) {
-      child = httpDuration.labels({ method: request.method, route, status_code: reply.statusCode })
-      series.set(key, child)
-    }
-    child.observe(reply.elapsedTime / 1000)
+    httpDuration.record(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000)
     done()
   })
 
