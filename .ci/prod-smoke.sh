@@ -59,14 +59,13 @@ BASE="http://127.0.0.1:$PORT"
 # A clean environment, as in the image: only what the Dockerfile and a deploy would set.
 RUN_ENV=(env -i "PATH=$PATH" "HOME=$WORK" NODE_ENV=production "DATABASE_URL=$DATABASE_URL"
   "JWT_SECRET=$(openssl rand -base64 48)" "PORT=$PORT" HOST=127.0.0.1 MIGRATE_ON_START=false LOG_LEVEL=info
-  "NODE_OPTIONS=$(sed -n 's/^ENV NODE_OPTIONS=//p' Dockerfile)")
+  "NODE_OPTIONS=$(npx --no-install tsx scripts/image-runtime.ts node-options)")
 
 echo "== node dist/migrate.js"
 (cd "$WORK/app" && "${RUN_ENV[@]}" node dist/migrate.js) || fail "node dist/migrate.js failed"
 
 # The node flags of the image's CMD (["node", ...flags, "dist/server.js"]).
-FLAGS_LINE="$(node -e 'const m = /^CMD (\[.*\])\s*$/m.exec(require("fs").readFileSync("Dockerfile", "utf8")); const a = JSON.parse(m ? m[1] : "[]"); if (a[0] !== "node" || a.at(-1) !== "dist/server.js") process.exit(1); console.log(a.slice(1, -1).join(" "))')" \
-  || fail 'Dockerfile: no exec-form CMD ["node", ..., "dist/server.js"]'
+FLAGS_LINE="$(npx --no-install tsx scripts/image-runtime.ts flags)" || fail "Dockerfile: no exec-form CMD [\"node\", ..., script]"
 read -r -a NODE_FLAGS <<<"$FLAGS_LINE"
 echo "== node ${NODE_FLAGS[*]} dist/server.js on $BASE"
 (cd "$WORK/app" && exec "${RUN_ENV[@]}" node "${NODE_FLAGS[@]}" dist/server.js) >"$WORK/server.log" 2>&1 &

@@ -22,6 +22,7 @@ import { Algorithm, hash } from '@node-rs/argon2'
 import autocannon from 'autocannon'
 import postgres from 'postgres'
 import { loadConfig } from '../src/config.js'
+import { imageRuntime } from '../scripts/image-runtime.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const RESULTS = fileURLToPath(new URL('./results/', import.meta.url))
@@ -123,18 +124,8 @@ interface Server {
   listeningMs: number
 }
 
-/**
- * How the image runs node, read from the Dockerfile so that the two cannot drift: its `ENV NODE_OPTIONS` and the
- * flags between "node" and the script in its exec-form CMD. Both servers get them, so they compare fairly.
- */
-function runtimeNode (dockerfile: string): { nodeOptions: string, flags: string[] } {
-  const nodeOptions = /^ENV NODE_OPTIONS=(.*)$/m.exec(dockerfile)?.[1].trim() ?? ''
-  const cmd = /^CMD (\[.*\])\s*$/m.exec(dockerfile)?.[1]
-  const argv = cmd === undefined ? [] : JSON.parse(cmd) as string[]
-  if (argv[0] !== 'node' || argv.length < 2) throw new Error('Dockerfile: expected an exec-form CMD ["node", ...flags, script]')
-  return { nodeOptions, flags: argv.slice(1, -1) }
-}
-const RUNTIME = runtimeNode(await readFile(join(ROOT, 'Dockerfile'), 'utf8'))
+// As the image runs node (the Dockerfile's CMD flags and NODE_OPTIONS): both servers get the same, so they compare fairly.
+const RUNTIME = imageRuntime()
 
 /** Starts `node <script>` (plain JavaScript) and waits (at most 30 s) for its {"port":N} line. */
 async function startServer (name: string, script: string, env: NodeJS.ProcessEnv): Promise<Server> {
