@@ -4,7 +4,7 @@
 // an ephemeral port. argon2 keeps its defaults (OWASP m=19456 t=2 p=1) unless ARGON2_* are set.
 // Plain JavaScript over dist/, run with plain node: no TypeScript loader in the measured process.
 // Prints one JSON line, {"port":N,"pid":N}, once it listens.
-import { buildApp } from '../dist/app.js'
+import { createApp } from '../dist/app.js'
 import { loadConfig } from '../dist/config.js'
 import { listenForHarness } from './listen.mjs'
 
@@ -15,5 +15,7 @@ const probe = async (app) => {
 }
 
 const config = loadConfig({ ...process.env, RATE_LIMIT_ENABLED: 'false', LOG_LEVEL: 'warn' })
-const app = await buildApp(config, { plugins: [probe] })
+const app = createApp(config)
+app.register(probe)
+await app.ready()
 await listenForHarness(app)

@@ -2,7 +2,7 @@
 // (token + ended-session check), one with the token check alone. Prints one JSON line when ready.
 import { randomUUID } from 'node:crypto'
 import type { FastifyPluginAsync } from 'fastify'
-import { buildApp } from '../src/app.js'
+import { createApp } from '../src/app.js'
 import { loadConfig } from '../src/config.js'
 import { openDatabase } from '../src/db/client.js'
 
@@ -11,7 +11,7 @@ const ENDED = Number(process.env.BENCH_ENDED_SESSIONS ?? 10000)
 const probes: FastifyPluginAsync = async (app) => {
   app.get('/bench/with-session-check', { onRequest: app.authenticate, config: { rateLimit: false } }, async (request) => ({ sub: request.user.sub }))
   app.get('/bench/token-only', {
-    onRequest: async (request) => { request.user = app.verifyAccessToken(request.headers.authorization) },
+    onRequest: async (request) => { request.user = app.tokens.verify(request.headers.authorization) },
     config: { rateLimit: false }
   }, async (request) => ({ sub: request.user.sub }))
 }
@@ -19,7 +19,9 @@ const probes: FastifyPluginAsync = async (app) => {
 const config = loadConfig({ ...process.env, LOG_LEVEL: 'warn', RATE_LIMIT_ENABLED: 'false', HOST: '127.0.0.1' })
 const database = config.DATABASE_URL === undefined ? await openDatabase({}) : undefined
 if (database !== undefined) await database.migrate()
-const app = await buildApp(config, { plugins: [probes], database })
+const app = createApp(config, { database })
+app.register(probes)
+await app.ready()
 // A realistic worst case: many sessions ended within the last access-token lifetime.
 for (let i = 0; i < ENDED; i++) app.endedSessions.add(randomUUID())
 

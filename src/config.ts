@@ -25,6 +25,7 @@ export const ConfigSchema = Type.Object({
   SESSION_IDLE_TTL: Type.Integer({ minimum: 60, maximum: 31536000, default: 604800 }),
   REFRESH_REUSE_GRACE_SECONDS: Type.Integer({ minimum: 0, maximum: 60, default: 5 }),
   SESSION_SYNC_INTERVAL_MS: Type.Integer({ minimum: 100, maximum: 60000, default: 1000 }),
+  USER_CACHE_TTL_MS: Type.Integer({ minimum: 0, maximum: 60000, default: 1000 }),
   ARGON2_MEMORY_KIB: Type.Integer({ minimum: 1024, maximum: 1048576, default: 19456 }),
   ARGON2_TIME_COST: Type.Integer({ minimum: 1, maximum: 20, default: 2 }),
   ARGON2_PARALLELISM: Type.Integer({ minimum: 1, maximum: 16, default: 1 }),

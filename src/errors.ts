@@ -98,7 +98,8 @@ export const OAuthErrors = {
   rateLimited: (seconds: number) =>
     new OAuthError(429, 'temporarily_unavailable', `Too many requests; retry in ${seconds} seconds`, { 'retry-after': String(seconds) }),
   serverError: () => new OAuthError(500, 'server_error', 'Internal Server Error'),
-  temporarilyUnavailable: () =>
+  // A token route whose rate limit fails closed, while the shared counter store (Redis) does not answer.
+  rateLimitUnavailable: () =>
     new OAuthError(503, 'temporarily_unavailable', 'Rate limiting is unavailable; retry shortly', { 'retry-after': '1' })
 }
 
@@ -123,7 +124,7 @@ export function fieldErrors (validation: AjvError[], context: string | undefined
   })
 }
 
-interface FastifyLikeError {
+export interface FastifyLikeError {
   code?: string
   statusCode?: number
   message: string
@@ -131,45 +132,86 @@ interface FastifyLikeError {
   validationContext?: string
 }
 
+/** What went wrong, whatever raised it: decided once, then rendered as a problem or as an OAuth error. */
+export type ErrorClass =
+  | { kind: 'problem', problem: ProblemError }
+  | { kind: 'oauth', error: OAuthError }
+  | { kind: 'rate_limit_unavailable' }
+  | { kind: 'validation', errors: FieldError[] }
+  | { kind: 'body_too_large' }
+  | { kind: 'unsupported_media_type' }
+  | { kind: 'empty_body' }
+  | { kind: 'rate_limited', retryAfterSeconds: number }
+  | { kind: 'invalid_json' }
+  | { kind: 'client_error', status: number, message: string }
+  | { kind: 'internal' }
+
 /**
- * Maps whatever a request raised (our errors, Fastify's, a plugin's) to a problem.
- * 4xx from a library keep their status with a message we wrote; anything else is a 500 with nothing leaked.
+ * Classifies whatever a request raised (our errors, Fastify's, a plugin's). 4xx from a library keep their status
+ * with a message we wrote; anything else is internal, with nothing leaked.
  */
-export function toProblem (error: FastifyLikeError, bodyLimit: number): ProblemError {
-  if (error instanceof ProblemError) return error
-  if (error.code === RATE_LIMIT_UNAVAILABLE) return Problems.rateLimitUnavailable()
-  if (error.validation !== undefined) return Problems.validation(fieldErrors(error.validation, error.validationContext))
-  const status = error.statusCode ?? 500
+export function classifyError (error: FastifyLikeError): ErrorClass {
+  if (error instanceof ProblemError) return { kind: 'problem', problem: error }
+  if (error instanceof OAuthError) return { kind: 'oauth', error }
+  if (error.code === RATE_LIMIT_UNAVAILABLE) return { kind: 'rate_limit_unavailable' }
+  if (error.validation !== undefined) return { kind: 'validation', errors: fieldErrors(error.validation, error.validationContext) }
   switch (error.code) {
-    case 'FST_ERR_CTP_BODY_TOO_LARGE': return Problems.payloadTooLarge(bodyLimit)
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': return Problems.unsupportedMediaType('Content-Type must be application/json')
-    case 'FST_ERR_CTP_EMPTY_JSON_BODY': return Problems.badRequest('Request body must not be empty')
+    case 'FST_ERR_CTP_BODY_TOO_LARGE': return { kind: 'body_too_large' }
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': return { kind: 'unsupported_media_type' }
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY': return { kind: 'empty_body' }
   }
-  if (status === 429) return Problems.rateLimited(retryAfterSeconds(error))
+  const status = error.statusCode ?? 500
+  if (status === 429) return { kind: 'rate_limited', retryAfterSeconds: retryAfterSeconds(error) }
   if (status >= 400 && status < 500) {
     // JSON.parse messages quote the body, which may hold a password: never echo them.
-    if (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error instanceof SyntaxError) return Problems.badRequest('Request body is not valid JSON')
+    if (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' || error instanceof SyntaxError) return { kind: 'invalid_json' }
     const known = error.code?.startsWith('FST_') === true
-    return new ProblemError(status, 'bad_request', known ? error.message : (STATUS_CODES[status] ?? 'Bad Request'))
+    return { kind: 'client_error', status, message: known ? error.message : (STATUS_CODES[status] ?? 'Bad Request') }
   }
-  return Problems.internal()
+  return { kind: 'internal' }
 }
 
-export function toOAuthError (error: FastifyLikeError, bodyLimit: number): OAuthError {
-  if (error instanceof OAuthError) return error
-  if (error.code === RATE_LIMIT_UNAVAILABLE) return OAuthErrors.temporarilyUnavailable()
-  const status = error.statusCode ?? 500
-  if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return OAuthErrors.payloadTooLarge(bodyLimit)
-  if (status === 429) return OAuthErrors.rateLimited(retryAfterSeconds(error))
-  if (error.validation !== undefined) {
-    const [first] = fieldErrors(error.validation, error.validationContext)
-    return OAuthErrors.invalidRequest(`${first.field} ${first.message}`)
+/** The two wire formats of an error: RFC 9457 problems everywhere, RFC 6749 errors at the token endpoints. */
+export interface ErrorRenderers {
+  toProblem: (error: FastifyLikeError) => ProblemError
+  toOAuthError: (error: FastifyLikeError) => OAuthError
+}
+
+export function errorRenderers (bodyLimit: number): ErrorRenderers {
+  return {
+    toProblem: (error) => {
+      const c = classifyError(error)
+      switch (c.kind) {
+        case 'problem': return c.problem
+        case 'rate_limit_unavailable': return Problems.rateLimitUnavailable()
+        case 'validation': return Problems.validation(c.errors)
+        case 'body_too_large': return Problems.payloadTooLarge(bodyLimit)
+        case 'unsupported_media_type': return Problems.unsupportedMediaType('Content-Type must be application/json')
+        case 'empty_body': return Problems.badRequest('Request body must not be empty')
+        case 'rate_limited': return Problems.rateLimited(c.retryAfterSeconds)
+        case 'invalid_json': return Problems.badRequest('Request body is not valid JSON')
+        case 'oauth': return c.error.status < 500 ? new ProblemError(c.error.status, 'bad_request', c.error.description) : Problems.internal()
+        case 'client_error': return new ProblemError(c.status, 'bad_request', c.message)
+        case 'internal': return Problems.internal()
+      }
+    },
+    toOAuthError: (error) => {
+      const c = classifyError(error)
+      switch (c.kind) {
+        case 'oauth': return c.error
+        case 'rate_limit_unavailable': return OAuthErrors.rateLimitUnavailable()
+        case 'validation': return OAuthErrors.invalidRequest(`${c.errors[0].field} ${c.errors[0].message}`)
+        case 'body_too_large': return OAuthErrors.payloadTooLarge(bodyLimit)
+        case 'unsupported_media_type': return OAuthErrors.invalidRequest('Content-Type must be application/x-www-form-urlencoded or application/json')
+        case 'empty_body': return OAuthErrors.invalidRequest('Request body must not be empty')
+        case 'rate_limited': return OAuthErrors.rateLimited(c.retryAfterSeconds)
+        case 'invalid_json': return OAuthErrors.invalidRequest('Request body is not valid JSON')
+        case 'problem': return c.problem.status < 500 ? OAuthErrors.invalidRequest(c.problem.detail) : OAuthErrors.serverError()
+        case 'client_error': return OAuthErrors.invalidRequest(c.message)
+        case 'internal': return OAuthErrors.serverError()
+      }
+    }
   }
-  if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-    return OAuthErrors.invalidRequest('Content-Type must be application/x-www-form-urlencoded or application/json')
-  }
-  if (status >= 400 && status < 500) return OAuthErrors.invalidRequest(toProblem(error, bodyLimit).detail)
-  return OAuthErrors.serverError()
 }
 
 function retryAfterSeconds (error: FastifyLikeError): number {

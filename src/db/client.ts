@@ -2,27 +2,11 @@ import { randomBytes } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { sql, type SQL } from 'drizzle-orm'
-import { PgDialect, type PgDatabase, type PgQueryResultHKT } from 'drizzle-orm/pg-core'
+import { sql } from 'drizzle-orm'
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
 import * as schema from './schema.js'
 
 export type Database = PgDatabase<PgQueryResultHKT, typeof schema>
-
-const dialect = new PgDialect()
-
-/**
- * A hand-written statement (with sql.placeholder() values) prepared once: PostgreSQL parses and plans it once per
- * connection instead of on every call. For the hot paths the query builder cannot express (data-modifying CTEs);
- * the builder's own statements use .prepare(name).
- */
-export function preparedStatement<Row> (db: Database, name: string, statement: SQL): (values: Record<string, unknown>) => Promise<Row[]> {
-  const prepared = db._.session.prepareQuery(dialect.sqlToQuery(statement), undefined, name, false)
-  return async (values) => {
-    const result: unknown = await prepared.execute(values)
-    // postgres.js answers with the rows, PGlite with { rows }.
-    return (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as Row[]
-  }
-}
 
 export interface DatabaseHandle {
   db: Database

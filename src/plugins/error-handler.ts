@@ -1,16 +1,24 @@
 import fp from 'fastify-plugin'
-import { Problems, toProblem, type ProblemError } from '../errors.js'
 import type { FastifyReply } from 'fastify'
+import { errorRenderers, type ErrorRenderers, type FastifyLikeError, type ProblemError } from '../errors.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Whatever a request raised, as the problem (or, at the token endpoints, the OAuth error) it is answered with. */
+    errorRenderers: ErrorRenderers
+  }
+}
 
 export function sendProblem (reply: FastifyReply, problem: ProblemError): FastifyReply {
   return reply.code(problem.status).headers(problem.headers).type('application/problem+json').send(problem.toBody())
 }
 
 export default fp(async (app) => {
-  const bodyLimit = app.initialConfig.bodyLimit ?? 1048576
+  const renderers = errorRenderers(app.config.BODY_LIMIT)
+  app.decorate('errorRenderers', renderers)
 
   app.setErrorHandler((error, request, reply) => {
-    const problem = toProblem(error as Parameters<typeof toProblem>[0], bodyLimit)
+    const problem = renderers.toProblem(error as FastifyLikeError)
     if (problem.status >= 500) {
       request.log.error({ err: error }, 'request failed')
     } else {
@@ -19,8 +27,4 @@ export default fp(async (app) => {
     }
     return sendProblem(reply, problem)
   })
-
-  app.setNotFoundHandler((request, reply) => {
-    return sendProblem(reply, Problems.notFound(`No route for ${request.method} ${request.url.split('?')[0]}`))
-  })
-}, { name: 'error-handler' })
+}, { name: 'error-handler', dependencies: ['config'] })

@@ -1,9 +1,7 @@
 import fp from 'fastify-plugin'
 import Fastify, { type FastifyInstance } from 'fastify'
-import {
-  collectDefaultMetrics, Counter, Gauge, Histogram, Registry,
-  type HistogramConfiguration, type LabelValues, type MetricObjectWithValues, type MetricValueWithName
-} from 'prom-client'
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { CountedHistogram, type HistogramSeries } from '../adapters/prom-client-histogram.js'
 
 export interface Metrics {
   registry: Registry
@@ -21,28 +19,20 @@ declare module 'fastify' {
 }
 
 type DurationLabel = 'method' | 'route' | 'status_code'
-interface Series { labels: LabelValues<DurationLabel>, counts: Float64Array, sum: number, count: number }
 
 /**
- * The request-duration histogram, counted per method, status and route in plain arrays found by a string key.
- * prom-client's observe() validates and hashes the label object on every call, which measured about 1 us of a
- * protected request's 18; this keeps prom-client's exposition (get() answers in the shape its Histogram does).
+ * The request-duration histogram, counted per method, status and route in plain arrays found by a string key:
+ * prom-client's observe() validates and hashes the label object on every call, a cost paid on every request.
  */
-export class RequestDurations extends Histogram<DurationLabel> {
-  private readonly series = new Map<string, Series>()
-  private readonly bounds: number[]
-
-  constructor (private readonly configuration: HistogramConfiguration<DurationLabel> & { buckets: number[] }) {
-    super(configuration)
-    this.bounds = [...configuration.buckets].sort((a, b) => a - b)
-  }
+export class RequestDurations extends CountedHistogram<DurationLabel> {
+  private readonly byKey = new Map<string, HistogramSeries<DurationLabel> & { counts: Float64Array }>()
 
   record (method: string, route: string, statusCode: number, seconds: number): void {
     const key = `${method} ${statusCode} ${route}`
-    let series = this.series.get(key)
+    let series = this.byKey.get(key)
     if (series === undefined) {
       series = { labels: { method, route, status_code: statusCode }, counts: new Float64Array(this.bounds.length), sum: 0, count: 0 }
-      this.series.set(key, series)
+      this.byKey.set(key, series)
     }
     let i = 0
     while (i < this.bounds.length && seconds > this.bounds[i]) i++
@@ -51,31 +41,12 @@ export class RequestDurations extends Histogram<DurationLabel> {
     series.count++
   }
 
-  override async get (): Promise<MetricObjectWithValues<MetricValueWithName<DurationLabel>>> {
-    const { name, help } = this.configuration
-    const values: Array<MetricValueWithName<DurationLabel>> = []
-    for (const { labels, counts, sum, count } of this.series.values()) {
-      let cumulative = 0
-      for (const [i, bound] of this.bounds.entries()) {
-        cumulative += counts[i]
-        values.push({ metricName: `${name}_bucket`, labels: { le: bound, ...labels } as LabelValues<DurationLabel>, value: cumulative })
-      }
-      values.push({ metricName: `${name}_bucket`, labels: { le: '+Inf', ...labels } as LabelValues<DurationLabel>, value: count })
-      values.push({ metricName: `${name}_sum`, labels, value: sum })
-      values.push({ metricName: `${name}_count`, labels, value: count })
-    }
-    // The object prom-client's own Histogram answers with (its typings say an enum where the code has a string).
-    return { name, help, type: 'histogram', aggregator: 'sum', values } as unknown as MetricObjectWithValues<MetricValueWithName<DurationLabel>>
+  protected series (): Iterable<HistogramSeries<DurationLabel>> {
+    return this.byKey.values()
   }
 
-  // What the registry asks for when it writes the text format.
-  async getForPromString (): Promise<MetricObjectWithValues<MetricValueWithName<DurationLabel>>> {
-    return await this.get()
-  }
-
-  override reset (): void {
-    // prom-client's constructor calls reset() before this class's fields exist.
-    this.series?.clear()
+  protected clear (): void {
+    this.byKey?.clear()
   }
 }
 
@@ -109,26 +80,24 @@ export default fp(async (app) => {
   if (!METRICS_ENABLED) return
 
   collectDefaultMetrics({ register: registry })
-  if (app.hasDecorator('database')) {
-    const { database } = app
-    const max = new Gauge({ name: 'db_pool_max', help: 'Most connections this instance opens', registers: [registry] })
-    max.set(database.poolMax)
-    new Gauge({ // eslint-disable-line no-new
-      name: 'db_pool_connections',
-      help: 'This instance\'s open database connections by state (active: running a query)',
-      labelNames: ['state'],
-      registers: [registry],
-      async collect () {
-        try {
-          const stats = await database.poolStats()
-          this.set({ state: 'active' }, stats.active)
-          this.set({ state: 'idle' }, stats.idle)
-        } catch {
-          this.reset()
-        }
+  const { database } = app
+  const max = new Gauge({ name: 'db_pool_max', help: 'Most connections this instance opens', registers: [registry] })
+  max.set(database.poolMax)
+  new Gauge({ // eslint-disable-line no-new
+    name: 'db_pool_connections',
+    help: 'This instance\'s open database connections by state (active: running a query)',
+    labelNames: ['state'],
+    registers: [registry],
+    async collect () {
+      try {
+        const stats = await database.poolStats()
+        this.set({ state: 'active' }, stats.active)
+        this.set({ state: 'idle' }, stats.idle)
+      } catch {
+        this.reset()
       }
-    })
-  }
+    }
+  })
 
   app.addHook('onResponse', (request, reply, done) => {
     httpDuration.record(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000)
@@ -153,4 +122,4 @@ export default fp(async (app) => {
     app.log.info({ address }, 'metrics listening')
   })
   app.addHook('onClose', async () => { await server.close() })
-}, { name: 'metrics', dependencies: ['config'] })
+}, { name: 'metrics', dependencies: ['config', 'database'] })

@@ -1,21 +1,12 @@
-import { createRequire } from 'node:module'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import rateLimit from '@fastify/rate-limit'
 import { Redis } from 'ioredis'
+import { createRedisStore, type RateLimitStore } from '../adapters/rate-limit-redis-store.js'
 import { RATE_LIMIT_UNAVAILABLE } from '../errors.js'
 
-type Callback = (error: Error | null, result: { current: number, ttl: number } | null) => void
-interface Store {
-  incr: (key: string, callback: Callback, timeWindow: number, max: number) => void
-  child: (routeOptions: unknown) => Store
-}
-type StoreClass = new (continueExceeding: boolean, exponentialBackoff: boolean, redis: Redis, prefix: string) => Store
-// The plugin's own Redis store (an atomic Lua INCR + PEXPIRE), reached directly so that its errors can be named.
-const RedisStore = createRequire(import.meta.url)('@fastify/rate-limit/store/RedisStore.js') as StoreClass
-
 /** Wraps the Redis store: a failed or slow Redis call becomes one error the error handlers know. */
-function guarded (inner: Store): Store {
+function guarded (inner: RateLimitStore): RateLimitStore {
   return {
     incr: (key, callback, timeWindow, max) => {
       inner.incr(key, (error, result) => {
@@ -26,9 +17,9 @@ function guarded (inner: Store): Store {
   }
 }
 
-/** The store class @fastify/rate-limit instantiates: its Redis store on our client, guarded. */
+/** The store class @fastify/rate-limit instantiates: its own Redis store, reached directly so that its errors can be named. */
 function storeOn (redis: Redis): never {
-  return class { constructor () { return guarded(new RedisStore(false, false, redis, 'auth-service:rate-limit:')) } } as never
+  return class { constructor () { return guarded(createRedisStore(redis, 'auth-service:rate-limit:')) } } as never
 }
 
 /** A Redis client that never makes a request wait: no queue while disconnected, every command bounded. */

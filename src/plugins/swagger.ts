@@ -6,8 +6,7 @@ import { ProblemSchema } from '../schemas/problem.js'
 import { OAuthErrorSchema, TokenResponseSchema } from '../schemas/oauth.js'
 import { UserSchema } from '../schemas/user.js'
 import { SessionSchema } from '../schemas/session.js'
-
-export const OAUTH2_SCHEME = 'OAuth2PasswordBearer'
+import { OAUTH2_SCHEME } from '../schemas/security.js'
 
 // src/plugins and dist/plugins are both two levels below the package root.
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }

@@ -2,16 +2,14 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { Problems } from '../errors.js'
 import { problemResponses } from '../schemas/problem.js'
-import { SessionIdParamsSchema, SessionListSchema } from '../schemas/session.js'
-import { UserSchema } from '../schemas/user.js'
-import { toPublicUser } from '../services/users.js'
+import { bearerSecurity as security } from '../schemas/security.js'
+import { SessionIdParamsSchema, SessionListSchema, toSession } from '../schemas/session.js'
+import { toUser, UserSchema } from '../schemas/user.js'
 import { requireAuthentication } from '../plugins/auth.js'
-import { OAUTH2_SCHEME } from '../plugins/swagger.js'
 import { audit } from '../services/audit.js'
 
 const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
   requireAuthentication(app)
-  const security = [{ [OAUTH2_SCHEME]: [] }]
 
   app.get('/me', {
     schema: {
@@ -25,7 +23,7 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const user = await app.users.findById(request.user.sub)
     // A valid token of a user who no longer exists proves nothing.
     if (user === undefined) throw Problems.invalidToken()
-    return toPublicUser(user)
+    return toUser(user)
   })
 
   app.get('/me/sessions', {
@@ -38,15 +36,7 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request) => {
     const rows = await app.sessions.listActive(request.user.sub)
-    return rows.map(s => ({
-      id: s.id,
-      created_at: s.createdAt.toISOString(),
-      last_used_at: s.lastUsedAt.toISOString(),
-      expires_at: s.expiresAt.toISOString(),
-      user_agent: s.userAgent,
-      ip_address: s.ipAddress,
-      current: s.id === request.user.sid
-    }))
+    return rows.map(row => toSession(row, request.user.sid))
   })
 
   app.delete('/me/sessions/:id', {

@@ -1,4 +1,5 @@
-import { Type } from '@sinclair/typebox'
+import { Type, type Static } from '@sinclair/typebox'
+import type { SessionRow } from '../db/schema.js'
 
 const SESSION_EXAMPLE = {
   id: '6a1f4d2b-3c5e-4f70-8a91-b2c3d4e5f607',
@@ -33,3 +34,17 @@ export const SessionListSchema = Type.Array(Type.Ref(SessionSchema), {
   description: 'Active sessions, the most recently used first',
   examples: [[SESSION_EXAMPLE]]
 })
+
+export type Session = Static<typeof SessionSchema>
+
+export function toSession (row: SessionRow, currentSessionId: string): Session {
+  return {
+    id: row.id,
+    created_at: row.createdAt.toISOString(),
+    last_used_at: row.lastUsedAt.toISOString(),
+    expires_at: row.expiresAt.toISOString(),
+    user_agent: row.userAgent,
+    ip_address: row.ipAddress,
+    current: row.id === currentSessionId
+  }
+}

@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
+import type { UserRow } from '../db/schema.js'
 
 export const USERNAME_PATTERN = '^[A-Za-z0-9_.-]+$'
 
@@ -23,3 +24,8 @@ export const UserSchema = Type.Object({
 })
 
 export type User = Static<typeof UserSchema>
+
+/** What a client sees of a user: never the password hash. */
+export function toUser (row: UserRow): User {
+  return { id: row.id, username: row.username, email: row.email, created_at: row.createdAt.toISOString() }
+}

@@ -1,5 +1,3 @@
-import type { FastifyRequest } from 'fastify'
-
 /**
  * The security events the audit trail records, as structured log lines: `{"audit":{"event":...}}` at info level,
  * with the request id, route and client address. Never a password, token or attempted username (people type
@@ -23,6 +21,12 @@ export interface AuditFields {
   reason?: string
 }
 
-export function audit (request: FastifyRequest, event: AuditEvent, fields: AuditFields = {}): void {
-  request.log.info({ audit: { event, ...fields, ip: request.ip } }, `audit ${event}`)
+/** Where an event happened: the request's logger (which adds the request id) and the client's address. */
+export interface AuditContext {
+  log: { info: (fields: object, message: string) => void }
+  ip: string
+}
+
+export function audit (context: AuditContext, event: AuditEvent, fields: AuditFields = {}): void {
+  context.log.info({ audit: { event, ...fields, ip: context.ip } }, `audit ${event}`)
 }

@@ -1,6 +1,6 @@
 /**
  * The sessions that ended while access tokens issued for them may still be unexpired: an in-process set, so that
- * checking a token costs no database query. Kept current by the session-sync plugin (NOTIFY plus a bounded re-read).
+ * checking a token costs no database query. Kept current by SessionSync (services/session-sync.ts: NOTIFY plus a bounded re-read).
  */
 export class EndedSessions {
   private readonly forgetAt = new Map<string, number>()

@@ -1,9 +1,8 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import { and, desc, eq, gt, isNull, sql } from 'drizzle-orm'
-import { preparedStatement, type Database } from '../db/client.js'
+import { preparedStatement } from '../adapters/drizzle-prepared-statement.js'
+import type { Database } from '../db/client.js'
 import { refreshTokens, sessions, users, type SessionRow, type UserRow } from '../db/schema.js'
-
-export const SESSION_ENDED_CHANNEL = 'auth_session_ended'
 
 export interface SessionPolicy {
   absoluteTtlSeconds: number

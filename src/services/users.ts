@@ -2,11 +2,10 @@ import { eq, sql } from 'drizzle-orm'
 import type { Database } from '../db/client.js'
 import { users, type UserRow } from '../db/schema.js'
 import type { PasswordHasher } from './password-hasher.js'
-import type { RegisterBody, User } from '../schemas/user.js'
 
 export interface UserService {
   /** Creates the user, or answers undefined when the username or email is taken. */
-  register: (input: RegisterBody) => Promise<UserRow | undefined>
+  register: (input: { username: string, email: string, password: string }) => Promise<UserRow | undefined>
   /** The user whose username or email is `login` and whose password matches; else why not (for the audit trail). */
   authenticate: (login: string, password: string) => Promise<LoginOutcome>
   findById: (id: string) => Promise<UserRow | undefined>
@@ -18,10 +17,6 @@ export type LoginOutcome =
 
 const PLAUSIBLE_LOGIN = /^[^\p{Cc}]{1,254}$/u
 
-export function toPublicUser (row: UserRow): User {
-  return { id: row.id, username: row.username, email: row.email, created_at: row.createdAt.toISOString() }
-}
-
 export interface UserCacheOptions {
   /** How long a user read from the database is served from memory: the bound on staleness across instances. */
   ttlMs: number
@@ -31,7 +26,7 @@ export interface UserCacheOptions {
 /**
  * Users by id are kept in memory for a short time, so that routes which need the user (GET /users/me) skip the
  * database round trip on most requests. This instance's own writes update the cache before they are answered;
- * other instances' changes (and changes made in SQL) show within ttlMs, the same bound as ended sessions.
+ * other instances' changes (and changes made in SQL) show within ttlMs (USER_CACHE_TTL_MS).
  */
 export function createUserService (db: Database, hasher: PasswordHasher, cacheOptions: UserCacheOptions = { ttlMs: 0 }): UserService {
   const { ttlMs, maxEntries = 10_000 } = cacheOptions

@@ -1,8 +1,8 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { problemResponses } from '../../schemas/problem.js'
+import { bearerSecurity } from '../../schemas/security.js'
 import { requireAuthentication } from '../../plugins/auth.js'
-import { OAUTH2_SCHEME } from '../../plugins/swagger.js'
 import { audit } from '../../services/audit.js'
 
 const logoutRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -13,7 +13,7 @@ const logoutRoutes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['auth'],
       summary: 'End the caller\'s session: its refresh token and access tokens stop working',
       operationId: 'logout',
-      security: [{ [OAUTH2_SCHEME]: [] }],
+      security: bearerSecurity,
       response: { 204: Type.Null({ description: 'Logged out' }), ...problemResponses(400, 401, 413, 415, 429, 500) }
     }
   }, async (request, reply) => {

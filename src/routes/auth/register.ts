@@ -2,8 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { Problems } from '../../errors.js'
 import { problemResponses } from '../../schemas/problem.js'
-import { RegisterBodySchema, UserSchema } from '../../schemas/user.js'
-import { toPublicUser } from '../../services/users.js'
+import { RegisterBodySchema, toUser, UserSchema } from '../../schemas/user.js'
 import { audit } from '../../services/audit.js'
 
 const registerRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -24,7 +23,7 @@ const registerRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const user = await app.users.register({ username, email, password })
     if (user === undefined) throw Problems.userExists()
     audit(request, 'user_registered', { user_id: user.id })
-    return reply.code(201).send(toPublicUser(user))
+    return reply.code(201).send(toUser(user))
   })
 }
 

@@ -2,7 +2,7 @@ import formbody from '@fastify/formbody'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
-import { OAuthErrors, toOAuthError } from '../../errors.js'
+import { OAuthErrors, type FastifyLikeError } from '../../errors.js'
 import { NO_STORE_HEADER, oauthErrorResponses, RevokeRequestSchema, TokenRequestSchema, tokenResponse as tokenResponseSchema } from '../../schemas/oauth.js'
 import type { UserRow } from '../../db/schema.js'
 import { audit } from '../../services/audit.js'
@@ -17,27 +17,31 @@ function required (body: Fields, field: string): string {
   return value
 }
 
-function formOrJson<T> (schema: T): { content: Record<string, { schema: T }> } {
-  return { content: { 'application/x-www-form-urlencoded': { schema }, 'application/json': { schema } } }
-}
+// The media types the token endpoints take, in the order the document lists them.
+const FORM_OR_JSON = ['application/x-www-form-urlencoded', 'application/json']
 
 const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
   // Form bodies are accepted here only: the rest of the API speaks JSON.
   await app.register(formbody)
-  const bodyLimit = app.initialConfig.bodyLimit ?? 1048576
   const limit = { max: app.config.RATE_LIMIT_TOKEN_MAX, timeWindow: app.config.RATE_LIMIT_WINDOW_SECONDS * 1000 }
   // Password guessing is what this limit stops: without Redis, refuse (503) rather than go unlimited.
   const failClosed = { ...limit, skipOnError: false }
 
+  // A request without a body has no fields: refused for the first field it lacks, like an empty form.
+  app.addHook('preValidation', (request, _reply, done) => {
+    if (request.body === undefined) request.body = {}
+    done()
+  })
+
   // RFC 6749 section 5.2: every failure here is {error, error_description}, never a problem document.
   app.setErrorHandler((error, request, reply) => {
-    const oauthError = toOAuthError(error as Parameters<typeof toOAuthError>[0], bodyLimit)
+    const oauthError = app.errorRenderers.toOAuthError(error as FastifyLikeError)
     if (oauthError.status >= 500) request.log.error({ err: error }, 'token request failed')
     return reply.code(oauthError.status).headers({ ...NO_STORE, ...oauthError.headers }).send(oauthError.toBody())
   })
 
   function tokenResponse (user: Pick<UserRow, 'id' | 'username'>, sessionId: string, refreshToken: string) {
-    const { accessToken, expiresIn } = app.tokenIssuer.issue(user, sessionId)
+    const { accessToken, expiresIn } = app.tokens.issue(user, sessionId)
     return { access_token: accessToken, token_type: 'bearer' as const, expires_in: expiresIn, refresh_token: refreshToken }
   }
 
@@ -76,7 +80,6 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   app.post('/token', {
     config: { rateLimit: failClosed },
-    attachValidation: true,
     schema: {
       tags: ['auth'],
       summary: 'Get tokens: OAuth2 password grant or refresh-token rotation',
@@ -85,12 +88,12 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
         'HTTP Basic client authentication and `client_id` are accepted and ignored.',
       operationId: 'createToken',
       security: [],
-      body: formOrJson(TokenRequestSchema),
+      consumes: FORM_OR_JSON,
+      body: TokenRequestSchema,
       response: { 200: tokenResponseSchema, ...oauthErrorResponses(400, 401, 413, 429, 500, 503) }
     }
   }, async (request, reply) => {
-    if (request.validationError !== undefined) throw request.validationError
-    const body = (request.body ?? {}) as Fields
+    const body: Fields = request.body ?? {}
     const grantType = body.grant_type ?? 'password'
     let response
     if (grantType === 'password') response = await passwordGrant(request, body)
@@ -101,7 +104,6 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   app.post('/revoke', {
     config: { rateLimit: limit },
-    attachValidation: true,
     schema: {
       tags: ['auth'],
       summary: 'Revoke a token (RFC 7009): ends the session it belongs to',
@@ -109,7 +111,8 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
         'Access tokens of the session are refused from then on, on every instance, within a second.',
       operationId: 'revokeToken',
       security: [],
-      body: formOrJson(RevokeRequestSchema),
+      consumes: FORM_OR_JSON,
+      body: RevokeRequestSchema,
       response: {
         200: {
           description: 'Revoked, or nothing to revoke',
@@ -120,10 +123,9 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
       }
     }
   }, async (request, reply) => {
-    if (request.validationError !== undefined) throw request.validationError
-    const token = required((request.body ?? {}) as Fields, 'token')
+    const token = required(request.body ?? {}, 'token')
     // The hint is only a hint: both kinds are looked for, whatever it says.
-    const sessionId = await app.sessions.sessionOfRefreshToken(token) ?? app.sessionOfAccessToken(token)
+    const sessionId = await app.sessions.sessionOfRefreshToken(token) ?? app.tokens.sessionOf(token)
     if (sessionId !== undefined && (await app.sessions.end({ sessionId }, 'revoked')).length > 0) {
       audit(request, 'token_revoked', { session_id: sessionId })
     }

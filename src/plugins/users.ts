@@ -11,10 +11,11 @@ declare module 'fastify' {
   }
 }
 
+/** The password hasher on its thread pool, and the user service on top of it. */
 export default fp(async (app) => {
-  const { ARGON2_MEMORY_KIB, ARGON2_TIME_COST, ARGON2_PARALLELISM } = app.config
-  // One argon2 thread per core (PASSWORD_HASH_THREADS), reniced below the event loop.
-  const pool = new HashPool(app.config.PASSWORD_HASH_THREADS ?? availableParallelism())
+  const { ARGON2_MEMORY_KIB, ARGON2_TIME_COST, ARGON2_PARALLELISM, PASSWORD_HASH_THREADS, USER_CACHE_TTL_MS } = app.config
+  // One argon2 thread per core unless PASSWORD_HASH_THREADS says otherwise, reniced below the event loop.
+  const pool = new HashPool(PASSWORD_HASH_THREADS ?? availableParallelism())
   app.addHook('onClose', async () => { await pool.close() })
   const passwordHasher = await createPasswordHasher({
     memoryCost: ARGON2_MEMORY_KIB,
@@ -22,6 +23,5 @@ export default fp(async (app) => {
     parallelism: ARGON2_PARALLELISM
   }, pool, (operation, seconds) => { app.metrics.passwordHash.observe({ operation }, seconds) })
   app.decorate('passwordHasher', passwordHasher)
-  // The same bound as ended sessions: what another instance changed shows here within SESSION_SYNC_INTERVAL_MS.
-  app.decorate('users', createUserService(app.database.db, passwordHasher, { ttlMs: app.config.SESSION_SYNC_INTERVAL_MS }))
-}, { name: 'services', dependencies: ['config', 'database', 'metrics'] })
+  app.decorate('users', createUserService(app.database.db, passwordHasher, { ttlMs: USER_CACHE_TTL_MS }))
+}, { name: 'users', dependencies: ['config', 'database', 'metrics'] })
