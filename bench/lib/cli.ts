@@ -1,0 +1,37 @@
+import { parseArgs } from 'node:util'
+
+export interface RunOptions {
+  durationSeconds: number
+  warmupSeconds: number
+  rounds: number
+}
+
+const usage = 'usage: npm run bench [-- --duration seconds (default 10)] [--warmup seconds] [--rounds n (default 1)]'
+
+/** --duration, --warmup and --rounds; exits with 2 and the usage on anything else. */
+export function readRunOptions (): RunOptions {
+  let args
+  try {
+    args = parseArgs({ options: { duration: { type: 'string' }, warmup: { type: 'string' }, rounds: { type: 'string' } } }).values
+  } catch (error) {
+    console.error(`bench: ${(error as Error).message}\n${usage}`)
+    process.exit(2)
+  }
+  // Whole seconds: autocannon's req/s is the mean of per-second samples.
+  const durationSeconds = Math.round(numberOption(args.duration, 'duration', 10, 1, 300))
+  return {
+    durationSeconds,
+    warmupSeconds: numberOption(args.warmup, 'warmup', Math.min(1, durationSeconds / 2), 0, 30),
+    rounds: Math.round(numberOption(args.rounds, 'rounds', 1, 1, 10))
+  }
+}
+
+function numberOption (value: string | undefined, name: string, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback
+  const n = Number(value)
+  if (!Number.isFinite(n) || n < min || n > max) {
+    console.error(`bench: --${name} must be a number from ${min} to ${max} (got ${value})\n${usage}`)
+    process.exit(2)
+  }
+  return n
+}

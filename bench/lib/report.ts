@@ -1,0 +1,185 @@
+// What a run found: medians over the rounds as a markdown table on stdout, the argon2 limit, the readiness, the
+// targets (met / missed), and the same as JSON in bench/results/. Figures are reported, never asserted.
+import { mkdir, writeFile } from 'node:fs/promises'
+import { cpus } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { Argon2Limit } from './argon2-limit.js'
+import { RUNTIME } from './children.js'
+import type { RunOptions } from './cli.js'
+import { clockTicks, type LoadFigures, type Measured } from './load.js'
+import { median } from './median.js'
+import { log } from './progress.js'
+import { CONNECTIONS, STORM_LOGIN_CONNECTIONS, type Scenario } from './scenarios.js'
+
+const RESULTS = fileURLToPath(new URL('../results/', import.meta.url))
+
+const TARGETS = {
+  protectedRatio: 0.70,
+  usersMeRatio: 0.40,
+  loginOfArgon2Limit: 0.90,
+  loginP99HashWalls: 4,
+  stormProtectedP99Ms: 25,
+  peakRssMb: 200,
+  readyMs: 1500
+}
+
+export interface RunFacts {
+  started: Date
+  run: RunOptions
+  postgres: { version: string, throwaway: boolean }
+  signingKey: string
+  argon2: Argon2Limit
+  readiness: { readyMs: number, listeningMs: number, rssMb: number }
+}
+
+export interface Row {
+  scenario: string
+  rps: number
+  p50Ms: number
+  p99Ms: number
+  errors: number
+  non2xx: number
+  timeouts: number
+  ok: number
+  serverCpuPercent: number
+  serverSystemCpuPercent: number
+  peakRssMb: number
+  loadGeneratorCpuPercent: number
+  ratioToBaseline: number
+}
+
+export interface Target { target: string, measured: string, met: boolean }
+
+/** One row per load, medians over the rounds (sums for the counts); failures are loads that got no 2xx at all. */
+export function summarizeRounds (scenarios: Scenario[], measured: Record<string, Measured[]>): { rows: Row[], failures: string[] } {
+  const rows: Row[] = []
+  const failures: string[] = []
+  for (const scenario of scenarios) {
+    const runs = measured[scenario.id]
+    for (const [i, load] of scenario.loads.entries()) {
+      const of = (pick: (f: LoadFigures) => number): number => median(runs.map(m => pick(m.loads[i])))
+      const sum = (pick: (f: LoadFigures) => number): number => runs.reduce((n, m) => n + pick(m.loads[i]), 0)
+      if (sum(f => f.ok) === 0) failures.push(`${load.label}: no 2xx answer at all`)
+      rows.push({
+        scenario: load.label,
+        rps: of(f => f.rps),
+        p50Ms: of(f => f.p50),
+        p99Ms: of(f => f.p99),
+        errors: sum(f => f.errors),
+        non2xx: sum(f => f.non2xx),
+        timeouts: sum(f => f.timeouts),
+        ok: sum(f => f.ok),
+        serverCpuPercent: median(runs.map(m => m.serverCpuPercent)),
+        serverSystemCpuPercent: median(runs.map(m => m.serverSystemCpuPercent)),
+        peakRssMb: Math.max(...runs.map(m => m.peakRssMb)),
+        loadGeneratorCpuPercent: median(runs.map(m => m.loadGeneratorCpuPercent)),
+        ratioToBaseline: 0
+      })
+    }
+  }
+  const baselineRps = rows[0].rps
+  for (const row of rows) row.ratioToBaseline = baselineRps > 0 ? row.rps / baselineRps : 0
+  return { rows, failures }
+}
+
+export function checkTargets (rows: Row[], facts: RunFacts): Target[] {
+  const { protectedRow, usersMeRow, loginRow, stormProtectedRow } = namedRows(rows)
+  const { loginOfLimit, p99Bound } = loginAgainstArgon2(loginRow, facts.argon2)
+  const peakRss = Math.max(...rows.map(r => r.peakRssMb))
+  const { readyMs } = facts.readiness
+  return [
+    { target: `GET /bench/protected >= ${TARGETS.protectedRatio.toFixed(2)} of baseline req/s`, measured: protectedRow.ratioToBaseline.toFixed(3), met: protectedRow.ratioToBaseline >= TARGETS.protectedRatio },
+    { target: `GET /users/me >= ${TARGETS.usersMeRatio.toFixed(2)} of baseline req/s`, measured: usersMeRow.ratioToBaseline.toFixed(3), met: usersMeRow.ratioToBaseline >= TARGETS.usersMeRatio },
+    { target: `login req/s >= ${TARGETS.loginOfArgon2Limit.toFixed(2)} of the argon2 limit`, measured: `${loginOfLimit.toFixed(3)} (${loginRow.rps.toFixed(1)} of ${facts.argon2.logins.toFixed(1)}/s)`, met: loginOfLimit >= TARGETS.loginOfArgon2Limit },
+    { target: `login p99 <= ${TARGETS.loginP99HashWalls} x one hash's wall time`, measured: `${loginRow.p99Ms} ms vs ${p99Bound.toFixed(1)} ms`, met: loginRow.p99Ms <= p99Bound },
+    { target: `GET /bench/protected p99 during the login storm < ${TARGETS.stormProtectedP99Ms} ms`, measured: `${stormProtectedRow.p99Ms} ms`, met: stormProtectedRow.p99Ms < TARGETS.stormProtectedP99Ms },
+    { target: `peak RSS < ${TARGETS.peakRssMb} MB in every scenario`, measured: `${peakRss.toFixed(1)} MB`, met: peakRss < TARGETS.peakRssMb },
+    { target: `ready (GET /health/ready 200) <= ${TARGETS.readyMs} ms after spawn`, measured: `${readyMs.toFixed(0)} ms`, met: readyMs <= TARGETS.readyMs }
+  ]
+}
+
+/** The report on stdout, in markdown. */
+export function printReport (facts: RunFacts, rows: Row[], targets: Target[]): void {
+  const { started, run, argon2, readiness } = facts
+  const { params } = argon2
+  const { loginRow } = namedRows(rows)
+  const { loginOfLimit, p99Bound } = loginAgainstArgon2(loginRow, argon2)
+  const runtime = [...RUNTIME.flags, ...(RUNTIME.nodeOptions === '' ? [] : [`NODE_OPTIONS=${RUNTIME.nodeOptions}`])].join(' ')
+  const header = `${started.toISOString()}: PostgreSQL ${facts.postgres.version}, node ${process.version} (${runtime}, as the Dockerfile), ${argon2.cores} cores (${cpus()[0]?.model ?? 'unknown CPU'}), ` +
+    `${CONNECTIONS} connections unless said, ${run.warmupSeconds} s warm-up + ${run.durationSeconds} s measured per scenario` +
+    `${run.rounds > 1 ? `, medians of ${run.rounds} alternating rounds` : ''}; load generator on the same machine`
+  const argon2Line = `argon2 limit: ${argon2.cores} cores / ${argon2.cpuMsPerHash.toFixed(1)} ms CPU per hash ` +
+    `(argon2id m=${params.memoryCost} t=${params.timeCost} p=${params.parallelism}, median of ${argon2.hashes} sequential hashes, ` +
+    `${argon2.wallMsPerHash.toFixed(1)} ms wall each) = ${argon2.logins.toFixed(1)} logins/s; ` +
+    `login scenario ${loginRow.rps.toFixed(1)}/s = ${loginOfLimit.toFixed(3)} of it; login p99 ${loginRow.p99Ms} ms vs ${TARGETS.loginP99HashWalls} x hash wall = ${p99Bound.toFixed(1)} ms`
+  const readyLine = `readiness: GET /health/ready answered 200 ${readiness.readyMs.toFixed(0)} ms after spawning \`node bench/server.mjs\` ` +
+    `(port printed at ${readiness.listeningMs.toFixed(0)} ms; migrations applied to a fresh database at start; ${readiness.rssMb.toFixed(1)} MB RSS then)`
+  const targetLines = ['| target | measured | |', '|---|---|---|', ...targets.map(t => `| ${t.target} | ${t.measured} | ${t.met ? 'met' : 'missed'} |`)]
+
+  console.log(header)
+  console.log('')
+  console.log(table(rows))
+  console.log('')
+  console.log(argon2Line)
+  console.log(readyLine)
+  console.log('')
+  console.log(targetLines.join('\n'))
+}
+
+/** The same as JSON, in bench/results/ under the run's date and as latest.json, with every round's figures. */
+export async function writeReport (facts: RunFacts, rows: Row[], measured: Record<string, Measured[]>, targets: Target[], failures: string[]): Promise<void> {
+  const { started, run, argon2, readiness } = facts
+  const { loginOfLimit } = loginAgainstArgon2(namedRows(rows).loginRow, argon2)
+  const report = {
+    date: started.toISOString(),
+    node: process.version,
+    runtime: RUNTIME,
+    cpu: cpus()[0]?.model,
+    cores: argon2.cores,
+    postgres: facts.postgres.version,
+    throwawayPostgres: facts.postgres.throwaway,
+    signingKey: facts.signingKey,
+    durationSeconds: run.durationSeconds,
+    warmupSeconds: run.warmupSeconds,
+    rounds: run.rounds,
+    connections: CONNECTIONS,
+    stormLoginConnections: STORM_LOGIN_CONNECTIONS,
+    clockTicks,
+    rows: rows.map(r => ({ ...r, rps: round(r.rps), serverCpuPercent: round(r.serverCpuPercent), serverSystemCpuPercent: round(r.serverSystemCpuPercent), peakRssMb: round(r.peakRssMb), loadGeneratorCpuPercent: round(r.loadGeneratorCpuPercent), ratioToBaseline: round(r.ratioToBaseline, 3) })),
+    runs: measured,
+    argon2: { ...argon2, cpuMsPerHash: round(argon2.cpuMsPerHash, 2), wallMsPerHash: round(argon2.wallMsPerHash, 2), logins: round(argon2.logins), loginRatio: round(loginOfLimit, 3) },
+    readiness: { readyMs: round(readiness.readyMs), listeningMs: round(readiness.listeningMs), rssMb: round(readiness.rssMb) },
+    targets,
+    failures
+  }
+  await mkdir(RESULTS, { recursive: true })
+  const file = join(RESULTS, `bench-${started.toISOString().replace(/:/g, '-')}.json`)
+  await writeFile(file, JSON.stringify(report, null, 2) + '\n')
+  await writeFile(join(RESULTS, 'latest.json'), JSON.stringify(report, null, 2) + '\n')
+  log(`wrote ${file} and bench/results/latest.json`)
+}
+
+function table (rows: Row[]): string {
+  const lines = [
+    '| scenario | req/s | p50 ms | p99 ms | errors+non-2xx | server CPU % | peak RSS MB | ratio to baseline |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|'
+  ]
+  for (const r of rows) {
+    lines.push(`| ${r.scenario} | ${r.rps.toFixed(r.rps < 100 ? 1 : 0)} | ${r.p50Ms} | ${r.p99Ms} | ${r.errors + r.non2xx} | ` +
+      `${r.serverCpuPercent.toFixed(0)} | ${r.peakRssMb.toFixed(1)} | ${r.ratioToBaseline.toFixed(3)} |`)
+  }
+  return lines.join('\n')
+}
+
+/** The rows the targets are about, by their place in benchScenarios' list. */
+function namedRows (rows: Row[]): { protectedRow: Row, usersMeRow: Row, loginRow: Row, stormProtectedRow: Row } {
+  const [, protectedRow, usersMeRow, loginRow, , , stormProtectedRow] = rows
+  return { protectedRow, usersMeRow, loginRow, stormProtectedRow }
+}
+
+function loginAgainstArgon2 (loginRow: Row, argon2: Argon2Limit): { loginOfLimit: number, p99Bound: number } {
+  return { loginOfLimit: loginRow.rps / argon2.logins, p99Bound: TARGETS.loginP99HashWalls * argon2.wallMsPerHash }
+}
+
+const round = (x: number, digits = 1): number => Number(x.toFixed(digits))
