@@ -34,3 +34,23 @@ test('metrics: when request durations are recorded, then /metrics shows what pro
   reference.reset()
   t.equal(await ours.metrics(), await theirs.metrics(), 'after a reset as well')
 })
+
+test('prom-client adapter: when the registry writes text or JSON, then it reads our histogram through the methods the adapter overrides', async (t) => {
+  // The private API: Registry.metrics() calls getForPromString() when a metric has it, else get().
+  t.equal(typeof (Histogram.prototype as unknown as { getForPromString?: unknown }).getForPromString, 'function',
+    'prom-client\'s Histogram still has getForPromString(): if not, check what Registry.metrics() calls now')
+  const registry = new Registry()
+  const durations = new RequestDurations(configuration(registry))
+  durations.record('GET', '/probe', 200, 0.002)
+  const calls: string[] = []
+  const get = durations.get.bind(durations)
+  const forProm = durations.getForPromString.bind(durations)
+  durations.get = async () => { calls.push('get'); return await get() }
+  durations.getForPromString = async () => { calls.push('getForPromString'); return await forProm() }
+  t.match(await registry.metrics(), /http_request_duration_seconds_count\{method="GET",route="\/probe",status_code="200"\} 1/)
+  t.ok(calls.length > 0, `the text format came from the adapter (${calls.join(', ')})`)
+  calls.length = 0
+  const json = await registry.getMetricsAsJSON()
+  t.ok(calls.includes('get'), 'the JSON format too')
+  t.equal(json[0].values.find(v => v.metricName === 'http_request_duration_seconds_count')?.value, 1)
+})

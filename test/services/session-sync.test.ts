@@ -1,0 +1,79 @@
+import { randomUUID } from 'node:crypto'
+import { test } from 'tap'
+import { sql } from 'drizzle-orm'
+import { openDatabase } from '../../src/db/client.js'
+import { EndedSessions } from '../../src/services/ended-sessions.js'
+import { SESSION_ENDED_CHANNEL, SessionSync } from '../../src/services/session-sync.js'
+import { embeddedDatabase, eventually, register, rowsOf, testDatabaseUrl, twoInstances } from '../helper.js'
+
+test('session sync: when 250 sessions of a user end at once, then two notifications carry them all and the other instance refuses every one', async (t) => {
+  const [a, b] = await twoInstances(t)
+  const user = await register(a)
+  await a.database.db.execute(sql`insert into sessions (user_id, expires_at)
+    select ${user.id}::uuid, now() + interval '1 day' from generate_series(1, 250)`)
+  const payloads: string[] = []
+  const unlisten = await a.database.listen(SESSION_ENDED_CHANNEL, (payload) => { payloads.push(payload) })
+  t.teardown(unlisten)
+
+  const ended = await a.sessions.end({ userId: user.id }, 'test')
+  t.equal(ended.length, 250)
+  t.ok(ended.every(id => a.endedSessions.has(id)), 'refused at once on the instance that ended them')
+  await eventually(() => payloads.length >= 2, { timeoutMs: 5000, what: 'two notifications' })
+  await eventually(() => ended.every(id => b.endedSessions.has(id)), { timeoutMs: 5000, what: 'every ended session on the other instance' })
+  t.same(payloads.map(p => p.split(',').length), [200, 50], 'one notification per batch of 200')
+  t.same(payloads.flatMap(p => p.split(',')).sort(), [...ended].sort())
+})
+
+test('session sync: when stopped, then it no longer listens; a notification with junk in it adds only the well-formed ids', async (t) => {
+  const url = await testDatabaseUrl(t)
+  const handle = url === undefined ? await embeddedDatabase() : await openDatabase({ url })
+  if (url !== undefined) {
+    t.teardown(handle.close)
+    await handle.migrate()
+  }
+  const ended = new EndedSessions(60_000)
+  const errors: unknown[] = []
+  const sync = new SessionSync({ db: handle.db, listen: handle.listen, ended, windowMs: 60_000, intervalMs: 60_000, onError: (e) => { errors.push(e) } })
+  await sync.start()
+  t.teardown(async () => { await sync.stop() })
+
+  // A second listener of the test's own tells when a notification has been delivered.
+  const seen: string[] = []
+  const unlisten = await handle.listen(SESSION_ENDED_CHANNEL, (payload) => { seen.push(payload) })
+  t.teardown(unlisten)
+  const notify = async (payload: string): Promise<void> => {
+    await handle.db.execute(sql`select pg_notify(${SESSION_ENDED_CHANNEL}, ${payload})`)
+    await eventually(() => seen.includes(payload), { timeoutMs: 5000, what: `the notification ${payload}` })
+  }
+
+  // The shared embedded database may hold other tests' recently ended sessions, which start() has read.
+  const before = ended.size
+  const good = randomUUID()
+  await notify(`${good},not-a-uuid,,${'x'.repeat(40)}`)
+  t.ok(ended.has(good))
+  t.equal(ended.size, before + 1, 'nothing else was added')
+
+  await sync.stop()
+  const late = randomUUID()
+  await notify(late)
+  t.notOk(ended.has(late), 'after stop(), notifications are not followed')
+  t.same(errors, [])
+})
+
+test('session sync: when a session ends in SQL with no notification, then reread() finds it', async (t) => {
+  const url = await testDatabaseUrl(t)
+  const handle = url === undefined ? await embeddedDatabase() : await openDatabase({ url })
+  if (url !== undefined) {
+    t.teardown(handle.close)
+    await handle.migrate()
+  }
+  const ended = new EndedSessions(60_000)
+  const sync = new SessionSync({ db: handle.db, listen: handle.listen, ended, windowMs: 60_000, intervalMs: 60_000, onError: () => {} })
+  const [user] = rowsOf<{ id: string }>(await handle.db.execute(sql`insert into users (username, email, password_hash)
+    values (${`sync_${process.pid}_${Date.now()}`}, ${`sync_${process.pid}_${Date.now()}@example.com`}, 'x') returning id`))
+  const [session] = rowsOf<{ id: string }>(await handle.db.execute(sql`insert into sessions (user_id, expires_at, ended_at)
+    values (${user.id}::uuid, now() + interval '1 day', now()) returning id`))
+  t.notOk(ended.has(session.id))
+  await sync.reread()
+  t.ok(ended.has(session.id))
+})
