@@ -1,10 +1,20 @@
 import { randomUUID } from 'node:crypto'
-import { test } from 'tap'
+import { test, type Test } from 'tap'
 import { sql } from 'drizzle-orm'
-import { openDatabase } from '../../src/db/client.js'
+import { openDatabase, type DatabaseHandle } from '../../src/db/client.js'
 import { EndedSessions } from '../../src/services/ended-sessions.js'
 import { SESSION_ENDED_CHANNEL, SessionSync } from '../../src/services/session-sync.js'
 import { embeddedDatabase, eventually, register, rowsOf, testDatabaseUrl, twoInstances } from '../helper.js'
+
+/** A migrated database for this test alone on the TEST_DATABASE_URL server, or the process's embedded one. */
+async function migratedDatabase (t: Test): Promise<DatabaseHandle> {
+  const url = await testDatabaseUrl(t)
+  if (url === undefined) return await embeddedDatabase()
+  const handle = await openDatabase({ url })
+  t.teardown(handle.close)
+  await handle.migrate()
+  return handle
+}
 
 test('session sync: when 250 sessions of a user end at once, then two notifications carry them all and the other instance refuses every one', async (t) => {
   const [a, b] = await twoInstances(t)
@@ -25,12 +35,7 @@ test('session sync: when 250 sessions of a user end at once, then two notificati
 })
 
 test('session sync: when stopped, then it no longer listens; a notification with junk in it adds only the well-formed ids', async (t) => {
-  const url = await testDatabaseUrl(t)
-  const handle = url === undefined ? await embeddedDatabase() : await openDatabase({ url })
-  if (url !== undefined) {
-    t.teardown(handle.close)
-    await handle.migrate()
-  }
+  const handle = await migratedDatabase(t)
   const ended = new EndedSessions(60_000)
   const errors: unknown[] = []
   const sync = new SessionSync({ db: handle.db, listen: handle.listen, ended, windowMs: 60_000, intervalMs: 60_000, onError: (e) => { errors.push(e) } })
@@ -61,12 +66,7 @@ test('session sync: when stopped, then it no longer listens; a notification with
 })
 
 test('session sync: when a session ends in SQL with no notification, then reread() finds it', async (t) => {
-  const url = await testDatabaseUrl(t)
-  const handle = url === undefined ? await embeddedDatabase() : await openDatabase({ url })
-  if (url !== undefined) {
-    t.teardown(handle.close)
-    await handle.migrate()
-  }
+  const handle = await migratedDatabase(t)
   const ended = new EndedSessions(60_000)
   const sync = new SessionSync({ db: handle.db, listen: handle.listen, ended, windowMs: 60_000, intervalMs: 60_000, onError: () => {} })
   const [user] = rowsOf<{ id: string }>(await handle.db.execute(sql`insert into users (username, email, password_hash)
