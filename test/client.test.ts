@@ -1,7 +1,7 @@
 import { test } from 'tap'
 import createClient, { type Middleware } from 'openapi-fetch'
 import type { paths } from './generated/openapi.js'
-import { build, uniqueName } from './helper.js'
+import { bearer, build, uniqueName } from './helper.js'
 import { checkResponse } from './openapi-check.js'
 
 /** Every answer the generated client receives over HTTP is also checked against the committed document. */
@@ -45,7 +45,7 @@ test('generated client: when it runs register -> token -> /users/me -> refresh -
   const tokens: { access_token: string, refresh_token: string, token_type: 'bearer', expires_in: number } = login.data
   t.equal(tokens.token_type, 'bearer')
 
-  const me = await client.GET('/users/me', { headers: { authorization: `Bearer ${tokens.access_token}` } })
+  const me = await client.GET('/users/me', { headers: bearer(tokens.access_token) })
   t.equal(me.response.status, 200)
   t.equal(me.data?.id, registered.data?.id)
 
@@ -54,14 +54,14 @@ test('generated client: when it runs register -> token -> /users/me -> refresh -
   if (refreshed.data === undefined) throw new Error(`refresh failed: ${JSON.stringify(refreshed.error)}`)
   t.not(refreshed.data.refresh_token, tokens.refresh_token, 'a new refresh token')
 
-  const sessions = await client.GET('/users/me/sessions', { headers: { authorization: `Bearer ${refreshed.data.access_token}` } })
+  const sessions = await client.GET('/users/me/sessions', { headers: bearer(refreshed.data.access_token) })
   t.equal(sessions.data?.length, 1)
   t.equal(sessions.data?.[0].current, true)
 
-  const logout = await client.POST('/auth/logout', { headers: { authorization: `Bearer ${refreshed.data.access_token}` } })
+  const logout = await client.POST('/auth/logout', { headers: bearer(refreshed.data.access_token) })
   t.equal(logout.response.status, 204)
 
-  const after = await client.GET('/users/me', { headers: { authorization: `Bearer ${refreshed.data.access_token}` } })
+  const after = await client.GET('/users/me', { headers: bearer(refreshed.data.access_token) })
   t.equal(after.response.status, 401)
   t.equal(after.error?.detail, 'Session has ended', 'the typed error body carries the problem detail')
 

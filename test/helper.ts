@@ -1,13 +1,19 @@
+import { spawn, type ChildProcess } from 'node:child_process'
 import { createHmac, randomBytes, randomUUID } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { once } from 'node:events'
+import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { createServer } from 'node:net'
-import { join } from 'node:path'
+import { join, relative } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { fileURLToPath } from 'node:url'
+import type { Test } from 'tap'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse as LightMyResponse } from 'fastify'
 import postgres from 'postgres'
 import { buildApp, type BuildOptions } from '../src/app.js'
-import { loadConfig, type Config } from '../src/config.js'
+import { ConfigSchema, loadConfig, type Config } from '../src/config.js'
 import { openDatabase, type DatabaseHandle } from '../src/db/client.js'
+import { loggerOptions } from '../src/logger.js'
 import { checkResponse } from './openapi-check.js'
 
 export const TEST_SECRET = 'test-secret-5f1d2c7a9b3e4d6f8a0b1c2d3e4f5a6b'
@@ -154,7 +160,14 @@ export async function login (app: FastifyInstance, username: string, password: s
   return res.json().access_token
 }
 
-const b64url = (value: unknown): string => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url')
+/** A JWT segment: the string itself, or anything else as JSON, in base64url. */
+export const b64url = (value: unknown): string => Buffer.from(typeof value === 'string' ? value : JSON.stringify(value)).toString('base64url')
+
+const segment = (token: string, index: number): Record<string, unknown> => JSON.parse(Buffer.from(token.split('.')[index], 'base64url').toString())
+/** A JWT's header, read without verifying it. */
+export const headerOf = (token: string): Record<string, unknown> => segment(token, 0)
+/** A JWT's claims, read without verifying them. */
+export const claimsOf = (token: string): Record<string, unknown> => segment(token, 1)
 
 /** Signs a token by hand, so tests can forge any header and claims. */
 export function forgeToken (header: Record<string, unknown>, payload: Record<string, unknown>, secret = TEST_SECRET, hashAlg = 'sha256'): string {
@@ -169,3 +182,180 @@ export function validClaims (userId: string, config: Pick<Config, 'JWT_ISSUER' |
 }
 
 export const VALID_HEADER = { alg: 'HS256', typ: 'at+jwt' }
+
+/** The whole service with its log lines kept in memory (LOG_LEVEL from the overrides, else info). */
+export async function buildLogged (t: TestContext, overrides: Record<string, unknown> = {}): Promise<{ app: FastifyInstance, lines: string[], entries: () => Array<Record<string, unknown>> }> {
+  const level = (overrides.LOG_LEVEL ?? 'info') as Config['LOG_LEVEL']
+  const lines: string[] = []
+  const stream = { write (line: string) { lines.push(line) } }
+  const app = await build(t, { ...overrides, LOG_LEVEL: level }, { logger: { ...loggerOptions({ LOG_LEVEL: level }), stream } })
+  return { app, lines, entries: () => lines.map(line => JSON.parse(line)) }
+}
+
+export const bearer = (token: string): { authorization: string } => ({ authorization: `Bearer ${token}` })
+
+/** A POST with a form body, as OAuth2 clients send to the token and revocation endpoints. */
+export const formPost = (url: string, fields: Record<string, string>, headers: Record<string, string> = {}) => ({
+  method: 'POST' as const,
+  url,
+  headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+  payload: new URLSearchParams(fields).toString()
+})
+
+export const me = async (app: FastifyInstance, accessToken: string): Promise<LightMyResponse> =>
+  await app.inject({ method: 'GET', url: '/users/me', headers: bearer(accessToken) })
+
+export const refresh = async (app: FastifyInstance, refreshToken: string): Promise<LightMyResponse> =>
+  await app.inject(formPost('/auth/token', { grant_type: 'refresh_token', refresh_token: refreshToken }))
+
+export const revoke = async (app: FastifyInstance, fields: Record<string, string>): Promise<LightMyResponse> =>
+  await app.inject(formPost('/auth/revoke', fields))
+
+export interface TokenPair {
+  access: string
+  refresh: string
+  sid: string
+}
+
+export function pairOf (res: LightMyResponse): TokenPair {
+  const body = res.json()
+  return { access: body.access_token, refresh: body.refresh_token, sid: claimsOf(body.access_token).sid as string }
+}
+
+/** A password login by form that keeps the refresh token and the session id too (login() keeps the access token only). */
+export async function loginPair (app: FastifyInstance, user: Pick<Registered, 'username' | 'password'>, userAgent = 'auth-test/1.0 (tap)'): Promise<TokenPair> {
+  const res = await app.inject(formPost('/auth/token', { grant_type: 'password', username: user.username, password: user.password }, { 'user-agent': userAgent }))
+  if (res.statusCode !== 200) throw new Error(`login failed: ${res.statusCode} ${res.body}`)
+  return pairOf(res)
+}
+
+export type Assert = Pick<Test, 'equal' | 'same' | 'match' | 'ok'>
+
+export const INVALID_CHALLENGE = 'Bearer error="invalid_token", error_description="Could not validate credentials"'
+export const ENDED_CHALLENGE = 'Bearer error="invalid_token", error_description="Session has ended"'
+export const REFRESH_REFUSED = 'Refresh token is invalid, expired or revoked'
+export const REFRESH_RACED = 'Refresh token was already used by a concurrent request'
+
+/** A 401 problem document with its WWW-Authenticate challenge. */
+export function assertUnauthorized (t: Assert, res: LightMyResponse, expected: { challenge: string, detail: string, code?: string }, what = 'access token'): void {
+  t.equal(res.statusCode, 401, `${what}: 401 (got ${res.statusCode} ${res.body.slice(0, 200)})`)
+  t.equal(res.headers['www-authenticate'], expected.challenge, `${what}: challenge`)
+  t.match(res.headers['content-type'], /^application\/problem\+json/, `${what}: problem document`)
+  t.same(res.json(), { type: 'about:blank', title: 'Unauthorized', status: 401, detail: expected.detail, code: expected.code ?? 'invalid_token' }, `${what}: body`)
+}
+
+export const assertInvalidToken = (t: Assert, res: LightMyResponse, what?: string): void =>
+  assertUnauthorized(t, res, { challenge: INVALID_CHALLENGE, detail: 'Could not validate credentials' }, what)
+
+export const assertNotAuthenticated = (t: Assert, res: LightMyResponse, what?: string): void =>
+  assertUnauthorized(t, res, { challenge: 'Bearer', detail: 'Not authenticated', code: 'not_authenticated' }, what)
+
+export const assertSessionEnded = (t: Assert, res: LightMyResponse, what?: string): void =>
+  assertUnauthorized(t, res, { challenge: ENDED_CHALLENGE, detail: 'Session has ended' }, what)
+
+export function assertRefreshRefused (t: Assert, res: LightMyResponse, description = REFRESH_REFUSED, what = 'refresh'): void {
+  t.equal(res.statusCode, 400, `${what}: 400 (got ${res.statusCode} ${res.body.slice(0, 200)})`)
+  t.equal(res.headers['cache-control'], 'no-store', `${what}: no-store`)
+  t.same(res.json(), { error: 'invalid_grant', error_description: description }, `${what}: invalid_grant`)
+}
+
+/**
+ * What a busy machine may add to a timed wait (timers fire late; the service, its database and the test share two
+ * cores): a time bound that is itself the behaviour under test is the promised time plus this, never the promise alone.
+ */
+export const TIMING_MARGIN_MS = 1000
+
+/**
+ * Asks `condition` every `intervalMs` until it holds and answers how many milliseconds that took; fails, naming `what`,
+ * once `timeoutMs` has passed without it. A condition that throws ends the wait with its error.
+ */
+export async function eventually (condition: () => boolean | Promise<boolean>, options: { timeoutMs: number, intervalMs?: number, what?: string | (() => string) }): Promise<number> {
+  const { timeoutMs, intervalMs = 20, what = 'the condition' } = options
+  const started = performance.now()
+  for (let attempts = 1; ; attempts++) {
+    if (await condition()) return performance.now() - started
+    const elapsed = performance.now() - started
+    if (elapsed >= timeoutMs) {
+      throw new Error(`${typeof what === 'function' ? what() : what}: not seen within ${timeoutMs} ms (${attempts} checks over ${Math.round(elapsed)} ms)`)
+    }
+    await sleep(Math.min(intervalMs, timeoutMs - elapsed))
+  }
+}
+
+/** The rows of db.execute(): postgres.js answers an array, PGlite an object that holds them. */
+export function rowsOf<T> (result: unknown): T[] {
+  return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[]
+}
+
+export const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url))
+export const SERVER = join(REPO_ROOT, 'src', 'server.ts')
+export const MIGRATE = join(REPO_ROOT, 'src', 'migrate.ts')
+
+export const sorted = (values: Iterable<string>): string[] => [...values].sort()
+
+/** Every setting of src/config.ts, sorted. */
+export const SETTINGS = sorted(Object.keys(ConfigSchema.properties))
+
+export const settingDefault = (key: string): unknown => (ConfigSchema.properties as Record<string, { default?: unknown }>)[key]?.default
+
+/** Every file under a folder, as sorted paths relative to it. */
+export async function listFiles (dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true })
+  return entries.filter(e => e.isFile()).map(e => relative(dir, join(e.parentPath, e.name))).sort()
+}
+
+/** Waits for a child process to exit, killed after `timeoutMs`: its exit code and all it wrote to stdout and stderr. */
+export async function runToExit (child: ChildProcess, timeoutMs = 120_000): Promise<{ code: number | null, output: string }> {
+  let output = ''
+  child.stdout?.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  child.stderr?.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  const timer = setTimeout(() => { child.kill('SIGKILL') }, timeoutMs)
+  try {
+    const [code] = await once(child, 'exit') as [number | null]
+    return { code, output }
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** The real server process (src/server.ts under tsx) with only the given environment. */
+export function spawnServer (env: Record<string, string>): ChildProcess {
+  return spawn(process.execPath, ['--import', 'tsx', SERVER], {
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', HOST: '127.0.0.1', PORT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe']
+  })
+}
+
+export interface Running {
+  child: ChildProcess
+  url: string
+  output: () => string
+}
+
+/** Starts the real server process and waits for it to listen. */
+export async function startServer (env: Record<string, string>): Promise<Running> {
+  const child = spawnServer(env)
+  let output = ''
+  child.stdout?.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  child.stderr?.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  let url: string | undefined
+  try {
+    await eventually(() => {
+      if (child.exitCode !== null) throw new Error(`it exited with ${child.exitCode}`)
+      url = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1]
+      return url !== undefined
+    }, { timeoutMs: 60_000, intervalMs: 50, what: '"Server listening" in its output' })
+  } catch (error) {
+    child.kill('SIGKILL')
+    throw new Error(`server did not start: ${(error as Error).message}\n${output}`)
+  }
+  return { child, url: url as string, output: () => output }
+}
+
+export async function stopServer (server: Running): Promise<number | null> {
+  if (server.child.exitCode !== null) return server.child.exitCode
+  const exited = once(server.child, 'exit')
+  server.child.kill('SIGTERM')
+  const [code] = await exited
+  return code as number | null
+}

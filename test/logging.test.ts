@@ -1,39 +1,17 @@
 import { test } from 'tap'
-import type { FastifyInstance } from 'fastify'
-import { loggerOptions } from '../src/logger.js'
-import { build, uniqueName } from './helper.js'
+import { bearer, buildLogged, formPost, register, uniqueName } from './helper.js'
 
 // Distinctive enough that finding it anywhere in a log can only mean it leaked.
 const PASSWORD = 'Quokka7731-Zebra-Tangerine'
 const CLIENT_SECRET = 'Client5ecret-Marmalade-4410'
 
-interface Captured {
-  app: FastifyInstance
-  lines: string[]
-}
-
-/** The whole service at trace level, its log lines kept in memory. */
-async function buildLogged (t: Parameters<typeof build>[0]): Promise<Captured> {
-  const lines: string[] = []
-  const stream = { write (line: string) { lines.push(line) } }
-  const app = await build(t, { LOG_LEVEL: 'trace' }, { logger: { ...loggerOptions({ LOG_LEVEL: 'trace' }), stream } })
-  return { app, lines }
-}
-
-const parsed = (lines: string[]): Array<Record<string, unknown>> => lines.map(line => JSON.parse(line))
-
 test('logs: when a user registers, logs in by form and JSON and calls /users/me at trace level, then no line holds the password or the token', async (t) => {
-  const { app, lines } = await buildLogged(t)
+  const { app, lines, entries } = await buildLogged(t, { LOG_LEVEL: 'trace' })
   const username = uniqueName('logged')
 
   const registered = await app.inject({ method: 'POST', url: '/auth/register', payload: { username, email: `${username}@example.com`, password: PASSWORD } })
   t.equal(registered.statusCode, 201)
-  const byForm = await app.inject({
-    method: 'POST',
-    url: '/auth/token',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    payload: new URLSearchParams({ grant_type: 'password', username, password: PASSWORD }).toString()
-  })
+  const byForm = await app.inject(formPost('/auth/token', { grant_type: 'password', username, password: PASSWORD }))
   t.equal(byForm.statusCode, 200)
   const byJson = await app.inject({ method: 'POST', url: '/auth/token', payload: { username, password: PASSWORD } })
   t.equal(byJson.statusCode, 200)
@@ -42,7 +20,7 @@ test('logs: when a user registers, logs in by form and JSON and calls /users/me 
   const signature = token.split('.')[2]
   t.equal(signature.length > 20, true, 'the token has a signature to look for')
 
-  const withHeader = await app.inject({ method: 'GET', url: '/users/me', headers: { authorization: `Bearer ${token}` } })
+  const withHeader = await app.inject({ method: 'GET', url: '/users/me', headers: bearer(token) })
   t.equal(withHeader.statusCode, 200)
   const inQuery = await app.inject({ method: 'GET', url: `/users/me?access_token=${token}` })
   for (const name of ['access%5Ftoken', '%61ccess_token', 'access_token[]', 'x=1;access_token']) {
@@ -52,9 +30,8 @@ test('logs: when a user registers, logs in by form and JSON and calls /users/me 
 
   const log = lines.join('')
   t.ok(lines.length > 0, 'something was logged')
-  const entries = parsed(lines)
-  t.ok(entries.some(e => e.msg === 'incoming request'), 'an "incoming request" line was logged')
-  t.ok(entries.some(e => String((e.req as { url?: string } | undefined)?.url ?? '').startsWith('/users/me')), 'the /users/me request was logged with its url')
+  t.ok(entries().some(e => e.msg === 'incoming request'), 'an "incoming request" line was logged')
+  t.ok(entries().some(e => String((e.req as { url?: string } | undefined)?.url ?? '').startsWith('/users/me')), 'the /users/me request was logged with its url')
   t.match(log, '/users/me?[REDACTED]', 'the query string was logged redacted')
   t.notMatch(log, PASSWORD, 'the password is not in the logs')
   t.notMatch(log, token, 'the access token is not in the logs')
@@ -64,7 +41,7 @@ test('logs: when a user registers, logs in by form and JSON and calls /users/me 
 })
 
 test('logs: when requests fail (malformed JSON holding the password, a wrong password, Basic client credentials), then no line holds the credentials', async (t) => {
-  const { app, lines } = await buildLogged(t)
+  const { app, lines, entries } = await buildLogged(t, { LOG_LEVEL: 'trace' })
   const username = uniqueName('logged')
   const registered = await app.inject({ method: 'POST', url: '/auth/register', payload: { username, email: `${username}@example.com`, password: PASSWORD } })
   t.equal(registered.statusCode, 201)
@@ -82,23 +59,66 @@ test('logs: when requests fail (malformed JSON holding the password, a wrong pas
   t.equal(wrong.statusCode, 401)
 
   const basic = Buffer.from(`my-client:${CLIENT_SECRET}`).toString('base64')
-  const withBasic = await app.inject({
-    method: 'POST',
-    url: '/auth/token',
-    headers: { authorization: `Basic ${basic}`, 'content-type': 'application/x-www-form-urlencoded' },
-    payload: new URLSearchParams({ grant_type: 'password', username, password: PASSWORD }).toString()
-  })
+  const withBasic = await app.inject(formPost('/auth/token', { grant_type: 'password', username, password: PASSWORD }, { authorization: `Basic ${basic}` }))
   t.equal(withBasic.statusCode, 200, 'Basic client authentication is accepted and ignored')
   const token: string = withBasic.json().access_token
 
   const log = lines.join('')
   t.ok(lines.length > 0, 'something was logged')
-  const entries = parsed(lines)
-  t.ok(entries.filter(e => e.msg === 'incoming request').length >= 5, 'every request was logged as incoming')
-  t.ok(entries.some(e => e.msg === 'request refused'), 'the malformed register body was logged as refused')
+  t.ok(entries().filter(e => e.msg === 'incoming request').length >= 5, 'every request was logged as incoming')
+  t.ok(entries().some(e => e.msg === 'request refused'), 'the malformed register body was logged as refused')
   t.notMatch(log, PASSWORD, 'the password (and the wrong one, which contains it) is not in the logs')
   t.notMatch(log, CLIENT_SECRET, 'the Basic client secret is not in the logs')
   t.notMatch(log, basic, 'the Basic credentials are not in the logs')
   t.notMatch(log, token, 'the access token is not in the logs')
   t.notMatch(log, token.split('.')[2], 'the token signature is not in the logs')
+})
+
+test('X-Request-Id: when a caller sends a sane one, then the answer and the log lines carry it; when not, then a fresh id', async (t) => {
+  const { app, entries } = await buildLogged(t)
+  const kept = await app.inject({ url: '/health/live', headers: { 'x-request-id': 'trace-abc.123' } })
+  t.equal(kept.headers['x-request-id'], 'trace-abc.123')
+  t.ok(entries().some(l => l.request_id === 'trace-abc.123'), 'logged as request_id')
+
+  for (const bad of ['has space', 'x'.repeat(200), '"quoted"<tag>', '']) {
+    const res = await app.inject({ url: '/health/live', headers: { 'x-request-id': bad } })
+    t.match(res.headers['x-request-id'], /^[0-9a-f]{12}-[0-9a-z]+$/, `${JSON.stringify(bad.slice(0, 20))} replaced`)
+  }
+  const none = await app.inject({ url: '/health/live' })
+  const again = await app.inject({ url: '/health/live' })
+  t.match(none.headers['x-request-id'], /^[0-9a-f]{12}-[0-9a-z]+$/)
+  t.not(none.headers['x-request-id'], again.headers['x-request-id'], 'a new id for each request')
+  const problem = await app.inject({ url: '/users/me', headers: { 'x-request-id': 'on-errors-too' } })
+  t.equal(problem.statusCode, 401)
+  t.equal(problem.headers['x-request-id'], 'on-errors-too')
+})
+
+test('audit trail: when users register, log in, fail, refresh, reuse, revoke and log out, then one structured line per security event', async (t) => {
+  const { app, entries } = await buildLogged(t, { REFRESH_REUSE_GRACE_SECONDS: 0 })
+  const user = await register(app, { password: PASSWORD })
+  const token = async (payload: Record<string, string>, requestId: string): Promise<Record<string, string>> =>
+    (await app.inject({ method: 'POST', url: '/auth/token', payload, headers: { 'x-request-id': requestId } })).json()
+  const first = await token({ username: user.username, password: PASSWORD }, 'audit-login')
+  await token({ username: user.username, password: 'not the password' }, 'audit-fail')
+  await token({ username: PASSWORD, password: 'not the password' }, 'audit-fail-unknown')
+  const second = await token({ grant_type: 'refresh_token', refresh_token: first.refresh_token }, 'audit-refresh')
+  await token({ grant_type: 'refresh_token', refresh_token: first.refresh_token }, 'audit-reuse')
+  const third = await token({ username: user.username, password: PASSWORD }, 'audit-login-2')
+  await app.inject({ method: 'POST', url: '/auth/revoke', payload: { token: third.refresh_token } })
+  const fourth = await token({ username: user.username, password: PASSWORD }, 'audit-login-3')
+  await app.inject({ method: 'POST', url: '/auth/logout', headers: bearer(fourth.access_token) })
+  t.ok(second.access_token, 'the refresh succeeded')
+
+  const events = entries().filter(l => l.audit !== undefined) as Array<{ audit: Record<string, unknown>, request_id: string }>
+  const byEvent = (name: string) => events.filter(e => e.audit.event === name)
+  t.same(byEvent('user_registered').map(e => e.audit.user_id), [user.id])
+  t.same(byEvent('login_succeeded').map(e => e.request_id), ['audit-login', 'audit-login-2', 'audit-login-3'])
+  t.same(byEvent('login_failed').map(e => [e.audit.reason, e.audit.user_id]), [['wrong_password', user.id], ['unknown_user', undefined]])
+  t.equal(byEvent('token_refreshed').length, 1)
+  t.equal(byEvent('refresh_token_reuse').length, 1)
+  t.equal(byEvent('refresh_token_reuse')[0].request_id, 'audit-reuse')
+  t.equal(byEvent('token_revoked').length, 1)
+  t.equal(byEvent('logout').length, 1)
+  t.ok(events.every(e => e.audit.ip === '127.0.0.1'), 'each carries the client address')
+  t.notOk(entries().some(l => JSON.stringify(l).includes(PASSWORD)), 'no password (nor a password typed as a username) in any line')
 })

@@ -3,7 +3,7 @@ import { test } from 'tap'
 import SwaggerParser from '@apidevtools/swagger-parser'
 import { createConfig, lint } from '@redocly/openapi-core'
 import { generateFiles } from '../scripts/openapi-files.js'
-import { build, login, register } from './helper.js'
+import { bearer, build, login, register } from './helper.js'
 import { checkResponse, committedDocument } from './openapi-check.js'
 
 interface Operation {
@@ -111,7 +111,7 @@ test('any documented route: when a signed-in client sends a body the route does 
     for (const body of bodies) {
       const token = await login(app, user.username, user.password)
       // build()'s inject checks each answer against the document: an undocumented status would throw here.
-      const res = await app.inject({ method, url, headers: { authorization: `Bearer ${token}`, 'content-type': body['content-type'] }, payload: body.payload })
+      const res = await app.inject({ method, url, headers: { ...bearer(token), 'content-type': body['content-type'] }, payload: body.payload })
       t.equal(res.statusCode, body.status, `${method} ${url} with ${body['content-type']} (${body.payload.length} bytes)`)
     }
   }

@@ -2,7 +2,7 @@ import { test } from 'tap'
 import { sql } from 'drizzle-orm'
 import { preparedStatement } from '../../src/adapters/drizzle-prepared-statement.js'
 import { openDatabase } from '../../src/db/client.js'
-import { build, embeddedDatabase, login, register, rowsOf, testDatabaseUrl } from '../helper.js'
+import { bearer, build, embeddedDatabase, login, register, rowsOf, testDatabaseUrl } from '../helper.js'
 
 // What PostgreSQL holds prepared on the connection that asks (DATABASE_POOL_MAX=1: the one the services use).
 async function preparedOnConnection (app: Awaited<ReturnType<typeof build>>): Promise<string[]> {
@@ -14,7 +14,7 @@ for (const prepared of [true, false]) {
     const app = await build(t, { DATABASE_PREPARED_STATEMENTS: prepared, DATABASE_POOL_MAX: 1 })
     const user = await register(app)
     const token = await login(app, user.username, user.password)
-    t.equal((await app.inject({ method: 'GET', url: '/users/me', headers: { authorization: `Bearer ${token}` } })).statusCode, 200)
+    t.equal((await app.inject({ method: 'GET', url: '/users/me', headers: bearer(token) })).statusCode, 200)
     if (app.database.kind === 'postgres') {
       const statements = await preparedOnConnection(app)
       const lookup = statements.filter(s => /lower\("users"\."username"\)/.test(s))

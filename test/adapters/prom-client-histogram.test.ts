@@ -52,5 +52,5 @@ test('prom-client adapter: when the registry writes text or JSON, then it reads 
   calls.length = 0
   const json = await registry.getMetricsAsJSON()
   t.ok(calls.includes('get'), 'the JSON format too')
-  t.equal(json[0].values.find(v => v.metricName === 'http_request_duration_seconds_count')?.value, 1)
+  t.equal((json[0].values as Array<{ metricName?: string, value: number }>).find(v => v.metricName === 'http_request_duration_seconds_count')?.value, 1)
 })

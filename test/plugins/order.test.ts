@@ -27,6 +27,6 @@ for (const { plugin, before, missing } of cases) {
     if (name !== 'error-handler') app.register(configPlugin, { config: testConfig({ RATE_LIMIT_ENABLED: true }) })
     for (const first of before) app.register(first)
     app.register(plugin)
-    await t.rejects(app.ready(), missing)
+    await t.rejects(async () => { await app.ready() }, missing)
   })
 }

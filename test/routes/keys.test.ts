@@ -7,12 +7,9 @@ import buildGetJwks from 'get-jwks'
 import { test } from 'tap'
 import { buildApp } from '../../src/app.js'
 import { loadKeyRing } from '../../src/services/keys.js'
-import { build, embeddedDatabase, login, register, tempDir, testConfig } from '../helper.js'
+import { b64url, bearer, build, claimsOf, embeddedDatabase, headerOf, login, me, register, tempDir, testConfig } from '../helper.js'
 
 const pem = (key: KeyObject, type: 'pkcs8' | 'spki'): string => key.export({ format: 'pem', type }).toString()
-const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url')
-const headerOf = (token: string): Record<string, unknown> => JSON.parse(Buffer.from(token.split('.')[0], 'base64url').toString())
-const payloadOf = (token: string): Record<string, unknown> => JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString())
 
 function ed25519 (): { privatePem: string, publicPem: string, key: KeyObject } {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519')
@@ -21,12 +18,8 @@ function ed25519 (): { privatePem: string, publicPem: string, key: KeyObject } {
 
 /** Signs header.payload with the given Ed25519 key: a token as the real key would make it, headers included. */
 function signEd25519 (header: Record<string, unknown>, payload: Record<string, unknown>, key: KeyObject): string {
-  const input = `${b64(header)}.${b64(payload)}`
+  const input = `${b64url(header)}.${b64url(payload)}`
   return `${input}.${cryptoSign(null, Buffer.from(input), key).toString('base64url')}`
-}
-
-async function me (app: Awaited<ReturnType<typeof build>>, token: string): Promise<number> {
-  return (await app.inject({ url: '/users/me', headers: { authorization: `Bearer ${token}` } })).statusCode
 }
 
 test('keys: when neither a key nor JWT_SECRET is set, then an Ed25519 key is generated once, kept in DATA_DIR and published', async (t) => {
@@ -38,7 +31,7 @@ test('keys: when neither a key nor JWT_SECRET is set, then an Ed25519 key is gen
   t.equal(header.alg, 'EdDSA')
   t.equal(header.typ, 'at+jwt')
   t.type(header.kid, 'string')
-  t.equal(await me(app, token), 200)
+  t.equal((await me(app, token)).statusCode, 200)
   const jwks = (await app.inject({ url: '/.well-known/jwks.json' })).json()
   t.same(jwks.keys.map((k: { kid: string }) => k.kid), [header.kid])
   t.match(jwks.keys[0], { kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA', use: 'sig' })
@@ -67,7 +60,7 @@ for (const [name, make, alg] of algorithms) {
     const user = await register(app)
     const token = await login(app, user.username, user.password)
     t.equal(headerOf(token).alg, alg)
-    t.equal(await me(app, token), 200)
+    t.equal((await me(app, token)).statusCode, 200)
     t.equal((await app.inject({ url: '/.well-known/jwks.json' })).json().keys[0].alg, alg)
   })
 }
@@ -106,17 +99,17 @@ test('keys: when the signing key rotates, then tokens of the old key keep workin
 
   // Step 1 of the procedure: sign with the new key, keep the old one as a verification key.
   const during = await build(t, { DATABASE_URL: before.config.DATABASE_URL, JWT_SECRET: undefined, JWT_PRIVATE_KEY: newKey.privatePem, JWT_VERIFY_KEYS: oldKey.publicPem }, before.config.DATABASE_URL === undefined ? { database: before.database } : {})
-  t.equal(await me(during, oldToken), 200, 'a token of the old key still works')
+  t.equal((await me(during, oldToken)).statusCode, 200, 'a token of the old key still works')
   const newToken = await login(during, user.username, user.password)
   t.not(headerOf(newToken).kid, headerOf(oldToken).kid)
-  t.equal(await me(during, newToken), 200)
+  t.equal((await me(during, newToken)).statusCode, 200)
   const kids = (await during.inject({ url: '/.well-known/jwks.json' })).json().keys.map((k: { kid: string }) => k.kid)
   t.same(kids, [headerOf(newToken).kid, headerOf(oldToken).kid], 'the JWKS publishes both, the signing key first')
 
   // Step 2, once every old token has expired: drop the old key.
   const after = await build(t, { DATABASE_URL: before.config.DATABASE_URL, JWT_SECRET: undefined, JWT_PRIVATE_KEY: newKey.privatePem }, before.config.DATABASE_URL === undefined ? { database: before.database } : {})
-  t.equal(await me(after, oldToken), 401)
-  t.equal(await me(after, newToken), 200)
+  t.equal((await me(after, oldToken)).statusCode, 401)
+  t.equal((await me(after, newToken)).statusCode, 200)
 })
 
 test('keys: when a token tries algorithm confusion or points at foreign keys, then 401 with no outbound request and no database lookup', async (t) => {
@@ -132,10 +125,10 @@ test('keys: when a token tries algorithm confusion or points at foreign keys, th
   const user = await register(app)
   const good = await login(app, user.username, user.password)
   const kid = headerOf(good).kid as string
-  const claims = payloadOf(good)
+  const claims = claimsOf(good)
 
   const hmacWithPublicKey = (header: Record<string, unknown>): string => {
-    const input = `${b64(header)}.${b64(claims)}`
+    const input = `${b64url(header)}.${b64url(claims)}`
     return `${input}.${createHmac('sha256', key.publicPem).update(input).digest('base64url')}`
   }
   const forged: Array<[string, string]> = [
@@ -161,13 +154,13 @@ test('keys: when a token tries algorithm confusion or points at foreign keys, th
     t.teardown(() => { db[method] = original })
   }
   for (const [name, token] of forged) {
-    const res = await app.inject({ url: '/users/me', headers: { authorization: `Bearer ${token}` } })
+    const res = await app.inject({ url: '/users/me', headers: bearer(token) })
     t.equal(res.statusCode, 401, name)
     t.equal(res.json().code, 'invalid_token', name)
   }
   t.equal(outbound, 0, 'nothing fetched a key from the URLs in the headers')
   t.equal(queries, 0, 'no database lookup for a refused token')
-  t.equal(await me(app, good), 200, 'the real token, untouched, still works')
+  t.equal((await me(app, good)).statusCode, 200, 'the real token, untouched, still works')
 })
 
 test('keys: when another service verifies through the JWKS alone (@fastify/jwt + get-jwks), then it accepts our tokens and nothing else', async (t) => {
@@ -193,11 +186,11 @@ test('keys: when another service verifies through the JWKS alone (@fastify/jwt +
 
   const user = await register(app)
   const token = await login(app, user.username, user.password)
-  const ok = await downstream.inject({ url: '/orders', headers: { authorization: `Bearer ${token}` } })
+  const ok = await downstream.inject({ url: '/orders', headers: bearer(token) })
   t.equal(ok.statusCode, 200, ok.body)
   t.same(ok.json(), { owner: user.id })
 
-  const forged = signEd25519(headerOf(token), payloadOf(token), ed25519().key)
-  const refused = await downstream.inject({ url: '/orders', headers: { authorization: `Bearer ${forged}` } })
+  const forged = signEd25519(headerOf(token), claimsOf(token), ed25519().key)
+  const refused = await downstream.inject({ url: '/orders', headers: bearer(forged) })
   t.equal(refused.statusCode, 401, 'a token signed by another key with our kid is refused downstream')
 })

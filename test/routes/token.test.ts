@@ -2,18 +2,9 @@ import { test } from 'tap'
 import { eq } from 'drizzle-orm'
 import { users } from '../../src/db/schema.js'
 import { parsePhc } from '../../src/services/password-hasher.js'
-import { build, register, testConfig, uniqueName } from '../helper.js'
+import { build, claimsOf, formPost, headerOf, register, testConfig, uniqueName } from '../helper.js'
 
-const form = (fields: Record<string, string>, headers: Record<string, string> = {}) => ({
-  method: 'POST' as const,
-  url: '/auth/token',
-  headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
-  payload: new URLSearchParams(fields).toString()
-})
-
-function decodePayload (token: string): Record<string, unknown> {
-  return JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString())
-}
+const form = (fields: Record<string, string>, headers: Record<string, string> = {}) => formPost('/auth/token', fields, headers)
 
 test('POST /auth/token: when a form login is right, then 200 with a bearer token and no-store', async (t) => {
   const app = await build(t)
@@ -26,9 +17,9 @@ test('POST /auth/token: when a form login is right, then 200 with a bearer token
   t.equal(body.expires_in, 900)
   t.same(Object.keys(body).sort(), ['access_token', 'expires_in', 'refresh_token', 'token_type'])
   t.match(body.refresh_token, /^[A-Za-z0-9_-]{43}$/)
-  const header = JSON.parse(Buffer.from(body.access_token.split('.')[0], 'base64url').toString())
+  const header = headerOf(body.access_token)
   t.same(header, { alg: 'HS256', typ: 'at+jwt' })
-  const claims = decodePayload(body.access_token)
+  const claims = claimsOf(body.access_token)
   const config = testConfig()
   t.equal(claims.sub, user.id)
   t.equal(claims.preferred_username, user.username)
@@ -53,7 +44,7 @@ test('POST /auth/token: when the login is an email in any case, then it logs in'
   const user = await register(app)
   const res = await app.inject(form({ username: user.email.toUpperCase(), password: user.password }))
   t.equal(res.statusCode, 200)
-  t.equal(decodePayload(res.json().access_token).sub, user.id)
+  t.equal(claimsOf(res.json().access_token).sub, user.id)
 })
 
 test('POST /auth/token: when the username differs only in case, then it logs in', async (t) => {
@@ -163,7 +154,6 @@ test('POST /auth/token: when the stored hash has other argon2 parameters, then a
   const [before] = await weak.database.db.select().from(users).where(eq(users.id, user.id))
   t.same(parsePhc(before.passwordHash), { memoryCost: 1024, timeCost: 1, parallelism: 1 })
 
-  // A second app on the same database, configured with stronger parameters.
   const strong = await build(t, { DATABASE_URL: weak.config.DATABASE_URL, ARGON2_TIME_COST: 2 }, { database: weak.database })
   const wrong = await strong.inject(form({ username: user.username, password: 'not the password' }))
   t.equal(wrong.statusCode, 401)

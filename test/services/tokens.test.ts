@@ -8,6 +8,8 @@ import { forgeToken, TEST_SECRET, VALID_HEADER, validClaims } from '../helper.js
 
 const ISSUER = 'auth-service'
 const AUDIENCE = 'auth-service'
+// Every ring here has a key set, so none is generated into DATA_DIR.
+const NO_DIR = '/nonexistent'
 
 /** The service as the auth plugin builds it, signing with fast-jwt directly (what @fastify/jwt wraps). */
 function tokenService (keyRing: KeyRing, options: { ttlSeconds?: number, verifiedCacheSize?: number } = {}): TokenService {
@@ -17,7 +19,7 @@ function tokenService (keyRing: KeyRing, options: { ttlSeconds?: number, verifie
     key: signing.key,
     algorithm: signing.alg,
     kid: signing.kid,
-    header: { typ: 'at+jwt' },
+    header: { alg: signing.alg, typ: 'at+jwt' },
     expiresIn: ttlSeconds * 1000,
     iss: ISSUER,
     aud: AUDIENCE
@@ -26,7 +28,7 @@ function tokenService (keyRing: KeyRing, options: { ttlSeconds?: number, verifie
 }
 
 const user = { id: randomUUID(), username: 'alice' }
-const hmacRing = async (): Promise<KeyRing> => await loadKeyRing({ JWT_SECRET: TEST_SECRET })
+const hmacRing = async (): Promise<KeyRing> => await loadKeyRing({ JWT_SECRET: TEST_SECRET, DATA_DIR: NO_DIR })
 
 function problemOf (fn: () => unknown): ProblemError {
   try {
@@ -115,13 +117,13 @@ test('tokens: when a token is forged, expired, of another key, kid or type, or n
 test('tokens: when a ring has a new signing key and the old one verifies, then tokens of both verify and each is routed by kid', async (t) => {
   const pem = (): string => generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }) as string
   const oldPem = pem()
-  const oldRing = await loadKeyRing({ JWT_PRIVATE_KEY: oldPem })
-  const newRing = await loadKeyRing({ JWT_PRIVATE_KEY: pem(), JWT_VERIFY_KEYS: oldPem })
+  const oldRing = await loadKeyRing({ JWT_PRIVATE_KEY: oldPem, DATA_DIR: NO_DIR })
+  const newRing = await loadKeyRing({ JWT_PRIVATE_KEY: pem(), JWT_VERIFY_KEYS: oldPem, DATA_DIR: NO_DIR })
   const oldToken = tokenService(oldRing).issue(user, randomUUID()).accessToken
   const rotated = tokenService(newRing)
   t.equal(rotated.verify(`Bearer ${oldToken}`).sub, user.id, 'the old key still verifies')
   t.equal(rotated.verify(`Bearer ${rotated.issue(user, randomUUID()).accessToken}`).sub, user.id)
-  const unrelated = tokenService(await loadKeyRing({ JWT_PRIVATE_KEY: pem() }))
+  const unrelated = tokenService(await loadKeyRing({ JWT_PRIVATE_KEY: pem(), DATA_DIR: NO_DIR }))
   t.match(problemOf(() => unrelated.verify(`Bearer ${oldToken}`)), { code: 'invalid_token' }, 'a ring without the key refuses it')
 })
 
