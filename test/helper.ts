@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHmac, randomBytes, randomUUID } from 'node:crypto'
 import { once } from 'node:events'
+import { existsSync } from 'node:fs'
 import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { createServer } from 'node:net'
@@ -358,4 +359,29 @@ export async function stopServer (server: Running): Promise<number | null> {
   server.child.kill('SIGTERM')
   const [code] = await exited
   return code as number | null
+}
+
+// Debian's redis-server (apt-get install redis-server); REDIS_SERVER points at another.
+const REDIS_SERVER = process.env.REDIS_SERVER ?? '/usr/bin/redis-server'
+
+/** A real redis-server on 127.0.0.1, nothing persisted, killed when the test ends. */
+export async function startRedis (t: Test): Promise<{ url: string, pid: number, kill: () => Promise<void> }> {
+  t.ok(existsSync(REDIS_SERVER), `redis-server at ${REDIS_SERVER} (apt-get install redis-server, or set REDIS_SERVER)`)
+  const port = await freePort()
+  const child = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  const kill = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return
+    const exited = once(child, 'exit')
+    child.kill('SIGCONT')
+    child.kill('SIGKILL')
+    await exited
+  }
+  t.teardown(kill)
+  await eventually(() => {
+    if (child.exitCode !== null) throw new Error(`redis-server exited: ${output}`)
+    return output.includes('Ready to accept connections')
+  }, { timeoutMs: 10_000, what: () => `redis-server ready to accept connections (its output: ${output})` })
+  return { url: `redis://127.0.0.1:${port}`, pid: child.pid as number, kill }
 }
