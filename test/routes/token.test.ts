@@ -167,3 +167,14 @@ test('POST /auth/token: when the stored hash has other argon2 parameters, then a
   const again = await strong.inject(form({ username: user.username, password: user.password }))
   t.equal(again.statusCode, 200, 'the new hash verifies')
 })
+
+test('POST /auth/token and /auth/revoke: when no body is sent at all, then 400 invalid_request for the first missing field; a JSON null is not an object', async (t) => {
+  const app = await build(t)
+  const noBody = await app.inject({ method: 'POST', url: '/auth/token' })
+  t.equal(noBody.statusCode, 400)
+  t.same(noBody.json(), { error: 'invalid_request', error_description: 'username is required' })
+  t.same((await app.inject({ method: 'POST', url: '/auth/revoke' })).json(), { error: 'invalid_request', error_description: 'token is required' })
+  const jsonNull = await app.inject({ method: 'POST', url: '/auth/token', headers: { 'content-type': 'application/json' }, payload: 'null' })
+  t.equal(jsonNull.statusCode, 400)
+  t.same(jsonNull.json(), { error: 'invalid_request', error_description: 'body must be object' })
+})
