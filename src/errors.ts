@@ -51,6 +51,11 @@ export const Problems = {
   invalidToken: (detail = 'Could not validate credentials') =>
     new ProblemError(401, 'invalid_token', detail, { 'www-authenticate': bearerChallenge(detail) }),
   tokenExpired: () => Problems.invalidToken('Token has expired'),
+  // RFC 6750 section 3.1: a valid token without the scope the route needs.
+  insufficientScope: (scopes: readonly string[]) =>
+    new ProblemError(403, 'insufficient_scope', `This operation needs the scope ${scopes.join(' ')}`, {
+      'www-authenticate': `Bearer error="insufficient_scope", scope="${scopes.join(' ')}"`
+    }),
   notFound: (detail: string) => new ProblemError(404, 'not_found', detail),
   userExists: () => new ProblemError(409, 'user_exists', 'Username or email already registered'),
   payloadTooLarge: (limit: number) => new ProblemError(413, 'payload_too_large', `Request body is larger than ${limit} bytes`),
@@ -94,6 +99,10 @@ export const OAuthErrors = {
   // One answer for an unknown user and a wrong password, so the endpoint does not tell which users exist.
   invalidGrant: () =>
     new OAuthError(401, 'invalid_grant', 'Incorrect username or password', { 'www-authenticate': 'Bearer' }),
+  // Said only to someone who gave the right password.
+  accountDisabled: () => new OAuthError(401, 'invalid_grant', 'Account is disabled', { 'www-authenticate': 'Bearer' }),
+  // RFC 6749 section 5.2: malformed, or more than the user (or, on a refresh, the session) holds.
+  invalidScope: (description: string) => new OAuthError(400, 'invalid_scope', description),
   payloadTooLarge: (limit: number) => new OAuthError(413, 'invalid_request', `Request body is larger than ${limit} bytes`),
   rateLimited: (seconds: number) =>
     new OAuthError(429, 'temporarily_unavailable', `Too many requests; retry in ${seconds} seconds`, { 'retry-after': String(seconds) }),

@@ -2,6 +2,8 @@ import fp from 'fastify-plugin'
 import fastifyJwt from '@fastify/jwt'
 import type { FastifyInstance, onRequestHookHandler } from 'fastify'
 import { Problems } from '../errors.js'
+import { OAUTH2_SCHEME } from '../schemas/security.js'
+import { hasScopes } from '../services/scopes.js'
 import { loadKeyRing, type KeyRing } from '../services/keys.js'
 import { createTokenService, type AccessClaims, type AccessTokenPayload, type TokenService } from '../services/tokens.js'
 
@@ -13,6 +15,10 @@ declare module '@fastify/jwt' {
 }
 
 declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Scopes a protected route needs beyond a valid token (all of them); written into its OpenAPI security too. */
+    scopes?: readonly string[]
+  }
   interface FastifyInstance {
     /** onRequest hook for protected routes: verifies the bearer token and the session, and sets request.user. */
     authenticate: onRequestHookHandler
@@ -75,11 +81,23 @@ export default fp(async (app) => {
 })
 
 /**
- * Protects every route of the calling (encapsulated) plugin. Added per route from onRoute so that it runs after
- * the rate limiter's hook, which is added the same way earlier: floods of bad tokens are counted like any request.
+ * Protects every route of the calling (encapsulated) plugin, and checks the scopes a route names in
+ * `config.scopes`. Added per route from onRoute so that it runs after the rate limiter's hook, which is added the
+ * same way earlier: floods of bad tokens are counted like any request. The route's OpenAPI `security` is written
+ * here, from the same list, so that the document cannot say other than what is checked.
  */
 export function requireAuthentication (app: FastifyInstance): void {
   app.addHook('onRoute', (route) => {
-    route.onRequest = [...[route.onRequest ?? []].flat(), app.authenticate]
+    const scopes = route.config?.scopes ?? []
+    const hooks = [app.authenticate]
+    if (scopes.length > 0) hooks.push(requireScopes(scopes))
+    route.onRequest = [...[route.onRequest ?? []].flat(), ...hooks]
+    if (route.schema !== undefined) route.schema.security = [{ [OAUTH2_SCHEME]: [...scopes] }]
   })
+}
+
+function requireScopes (scopes: readonly string[]): onRequestHookHandler {
+  return (request, _reply, done) => {
+    done(hasScopes(request.user.scope, scopes) ? undefined : Problems.insufficientScope(scopes))
+  }
 }

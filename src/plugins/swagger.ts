@@ -7,6 +7,14 @@ import { OAuthErrorSchema, TokenResponseSchema } from '../schemas/oauth.js'
 import { UserSchema } from '../schemas/user.js'
 import { SessionSchema } from '../schemas/session.js'
 import { OAUTH2_SCHEME } from '../schemas/security.js'
+import { ADMIN_SCOPES } from '../services/scopes.js'
+
+// The service's own scopes; roles that administrators define may grant others, for other services to check.
+const SCOPE_DESCRIPTIONS: Record<(typeof ADMIN_SCOPES)[number], string> = {
+  'users:read': 'Read users and their sessions (administration)',
+  'users:write': 'Create, change, disable and delete users; end their sessions (administration)',
+  'roles:write': 'Define roles and their scopes (administration)'
+}
 
 // src/plugins and dist/plugins are both two levels below the package root.
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -35,7 +43,7 @@ export default fp(async (app) => {
           [OAUTH2_SCHEME]: {
             type: 'oauth2',
             description: 'Log in with a username (or email) and password; the token endpoint also accepts JSON.',
-            flows: { password: { tokenUrl: '/auth/token', refreshUrl: '/auth/token', scopes: {} } }
+            flows: { password: { tokenUrl: '/auth/token', refreshUrl: '/auth/token', scopes: SCOPE_DESCRIPTIONS } }
           }
         }
       }

@@ -2,7 +2,6 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { Problems } from '../errors.js'
 import { problemResponses } from '../schemas/problem.js'
-import { bearerSecurity as security } from '../schemas/security.js'
 import { SessionIdParamsSchema, SessionListSchema, toSession } from '../schemas/session.js'
 import { toUser, UserSchema } from '../schemas/user.js'
 import { requireAuthentication } from '../plugins/auth.js'
@@ -16,7 +15,6 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['users'],
       summary: 'The signed-in user',
       operationId: 'getCurrentUser',
-      security,
       response: { 200: Type.Ref(UserSchema, { description: 'The signed-in user' }), ...problemResponses(401, 429, 500) }
     }
   }, async (request) => {
@@ -31,7 +29,6 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['users'],
       summary: 'The signed-in user\'s active sessions',
       operationId: 'listSessions',
-      security,
       response: { 200: SessionListSchema, ...problemResponses(401, 429, 500) }
     }
   }, async (request) => {
@@ -44,7 +41,6 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['users'],
       summary: 'End one of the signed-in user\'s sessions',
       operationId: 'endSession',
-      security,
       params: SessionIdParamsSchema,
       response: { 204: Type.Null({ description: 'Ended' }), ...problemResponses(400, 401, 404, 413, 415, 429, 500) }
     }
@@ -61,7 +57,6 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['users'],
       summary: 'End all of the signed-in user\'s sessions, this one included',
       operationId: 'endAllSessions',
-      security,
       response: { 204: Type.Null({ description: 'Ended' }), ...problemResponses(400, 401, 413, 415, 429, 500) }
     }
   }, async (request, reply) => {

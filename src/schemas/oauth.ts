@@ -10,7 +10,11 @@ export const TokenRequestSchema = Type.Object({
   username: Type.Optional(Type.String({ description: 'Username or email address', examples: ['alice'] })),
   password: Type.Optional(Type.String({ examples: ['correct horse battery staple'] })),
   refresh_token: Type.Optional(Type.String({ description: 'With `grant_type=refresh_token`: the refresh token to rotate' })),
-  scope: Type.Optional(Type.String({ description: 'Accepted and ignored: no scopes are granted' })),
+  scope: Type.Optional(Type.String({
+    description: 'Space-delimited scopes (RFC 6749 section 3.3). Omitted or empty: every scope the user\'s roles grant. ' +
+      'On a refresh: a subset of the session\'s scopes',
+    examples: ['users:read']
+  })),
   client_id: Type.Optional(Type.String({ description: 'Accepted and ignored' })),
   client_secret: Type.Optional(Type.String({ description: 'Accepted and ignored' }))
 }, { title: 'TokenRequest' })
@@ -19,6 +23,7 @@ export const TokenResponseSchema = Type.Object({
   access_token: Type.String(),
   token_type: Type.Literal('bearer'),
   expires_in: Type.Integer({ description: 'Lifetime of the access token in seconds' }),
+  scope: Type.String({ description: 'The scopes the access token carries, space-delimited (empty: none beyond a valid token)' }),
   refresh_token: Type.String({ description: 'Opaque, single use: each refresh returns a new one and retires the old' })
 }, {
   $id: 'TokenResponse',
@@ -27,6 +32,7 @@ export const TokenResponseSchema = Type.Object({
     access_token: 'eyJhbGciOiJFZERTQSIsInR5cCI6ImF0K2p3dCIsImtpZCI6Ii4uLiJ9.eyJzdWIiOiIuLi4ifQ.c2lnbmF0dXJl',
     token_type: 'bearer',
     expires_in: 900,
+    scope: 'users:read',
     refresh_token: 'Qm9yaW5nIGJ1dCByYW5kb206IDMyIGJ5dGVzIG9mIGl0IGhlcmU'
   }]
 })
@@ -52,10 +58,10 @@ export const OAuthErrorSchema = Type.Object({
 
 const EXAMPLES: Record<number, { description: string, error: OAuthError }> = {
   400: {
-    description: '`invalid_request`, `unsupported_grant_type`, or `invalid_grant` for a refresh token that is unknown, used, or of an ended session',
+    description: '`invalid_request`, `unsupported_grant_type`, `invalid_scope` (malformed, or not held), or `invalid_grant` for a refresh token that is unknown, used, or of an ended session',
     error: OAuthErrors.invalidRefreshToken()
   },
-  401: { description: '`invalid_grant`: unknown user or wrong password (the same answer for both)', error: OAuthErrors.invalidGrant() },
+  401: { description: '`invalid_grant`: unknown user or wrong password (the same answer for both), or, with the right password, a disabled account', error: OAuthErrors.invalidGrant() },
   413: { description: 'Request body too large', error: OAuthErrors.payloadTooLarge(16384) },
   429: { description: '`temporarily_unavailable`: rate limit exceeded; see Retry-After', error: OAuthErrors.rateLimited(60) },
   500: { description: '`server_error`', error: OAuthErrors.serverError() },

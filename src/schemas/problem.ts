@@ -25,6 +25,7 @@ export const ProblemSchema = Type.Object({
 const EXAMPLES: Record<number, { description: string, error: ProblemError }> = {
   400: { description: 'The request is malformed or an input is invalid', error: Problems.validation([{ field: 'username', message: 'must match pattern "^[A-Za-z0-9_.-]+$"' }]) },
   401: { description: 'Missing, invalid or expired access token, or its session has ended', error: Problems.invalidToken() },
+  403: { description: '`insufficient_scope`: the token lacks a scope the operation needs (RFC 6750 section 3.1)', error: Problems.insufficientScope(['users:read']) },
   404: { description: 'Not found', error: Problems.notFound('No active session with that id') },
   409: { description: 'Conflict with the current state', error: Problems.userExists() },
   413: { description: 'Request body too large', error: Problems.payloadTooLarge(16384) },
@@ -36,6 +37,7 @@ const EXAMPLES: Record<number, { description: string, error: ProblemError }> = {
 
 export const RESPONSE_HEADERS: Record<number, Record<string, { type: string, description: string }>> = {
   401: { 'WWW-Authenticate': { type: 'string', description: '`Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3)' } },
+  403: { 'WWW-Authenticate': { type: 'string', description: '`Bearer error="insufficient_scope", scope="..."` naming the scopes needed' } },
   429: { 'Retry-After': { type: 'string', description: 'Seconds until the limit resets' } }
 }
 

@@ -15,16 +15,21 @@ export interface ClientMeta {
   ipAddress?: string
 }
 
+/** The scopes a login asked for (space-delimited), or null for whatever the user's roles grant at each refresh. */
+export type SessionScope = string | null
+
 export type RefreshOutcome =
   | { ok: true, user: UserRow, session: SessionRow, refreshToken: string }
   | { ok: false, reason: 'unknown' | 'inactive' | 'raced' }
   | { ok: false, reason: 'reused', sessionId: string }
 
 export interface SessionService {
-  open: (userId: string, meta: ClientMeta) => Promise<{ session: SessionRow, refreshToken: string }>
+  open: (userId: string, meta: ClientMeta, scope: SessionScope) => Promise<{ session: SessionRow, refreshToken: string }>
   /** Rotates a refresh token: at most one caller ever wins a given token. */
   refresh: (refreshToken: string) => Promise<RefreshOutcome>
   sessionOfRefreshToken: (refreshToken: string) => Promise<string | undefined>
+  /** The session a refresh token belongs to, whatever its state (to judge a refresh before it rotates). */
+  findByRefreshToken: (refreshToken: string) => Promise<SessionRow | undefined>
   /** Ends sessions (all of the user's when sessionId is undefined); returns the ids that ended now. */
   end: (target: { userId?: string, sessionId?: string }, reason: string) => Promise<string[]>
   listActive: (userId: string) => Promise<SessionRow[]>
@@ -49,8 +54,8 @@ export function createSessionService (db: Database, policy: SessionPolicy, onEnd
   // One statement, so one round trip and atomic: the session and its first refresh token (a login's hot path).
   const openSession = preparedStatement<{ created_at: string | Date, last_used_at: string | Date }>(db, 'session_open', sql`
     with opened as (
-      insert into ${sessions} (id, user_id, expires_at, user_agent, ip_address)
-      values (${sql.placeholder('id')}, ${sql.placeholder('userId')}, ${sql.placeholder('expiresAt')}, ${sql.placeholder('userAgent')}, ${sql.placeholder('ipAddress')})
+      insert into ${sessions} (id, user_id, expires_at, user_agent, ip_address, scope)
+      values (${sql.placeholder('id')}, ${sql.placeholder('userId')}, ${sql.placeholder('expiresAt')}, ${sql.placeholder('userAgent')}, ${sql.placeholder('ipAddress')}, ${sql.placeholder('scope')})
       returning id, created_at, last_used_at
     ), token as (
       insert into ${refreshTokens} (session_id, token_hash) select id, ${sql.placeholder('hash')} from opened
@@ -72,13 +77,13 @@ export function createSessionService (db: Database, policy: SessionPolicy, onEnd
   }
 
   return {
-    async open (userId, meta) {
+    async open (userId, meta, scope) {
       const { token, hash } = newRefreshToken()
       const id = randomUUID()
       const expiresAt = new Date(Date.now() + policy.absoluteTtlSeconds * 1000)
       const userAgent = meta.userAgent?.slice(0, 512) ?? null
       const ipAddress = meta.ipAddress ?? null
-      const rows = await openSession({ id, userId, expiresAt: expiresAt.toISOString(), userAgent, ipAddress, hash })
+      const rows = await openSession({ id, userId, expiresAt: expiresAt.toISOString(), userAgent, ipAddress, hash, scope })
       const session: SessionRow = {
         id,
         userId,
@@ -88,7 +93,8 @@ export function createSessionService (db: Database, policy: SessionPolicy, onEnd
         userAgent,
         ipAddress,
         endedAt: null,
-        endReason: null
+        endReason: null,
+        scope
       }
       return { session, refreshToken: token }
     },
@@ -137,6 +143,13 @@ export function createSessionService (db: Database, policy: SessionPolicy, onEnd
       const [row] = await db.select({ sessionId: refreshTokens.sessionId }).from(refreshTokens)
         .where(eq(refreshTokens.tokenHash, hashRefreshToken(refreshToken))).limit(1)
       return row?.sessionId
+    },
+
+    async findByRefreshToken (refreshToken) {
+      if (!REFRESH_TOKEN_SHAPE.test(refreshToken)) return undefined
+      const [row] = await db.select({ session: sessions }).from(refreshTokens).innerJoin(sessions, eq(sessions.id, refreshTokens.sessionId))
+        .where(eq(refreshTokens.tokenHash, hashRefreshToken(refreshToken))).limit(1)
+      return row?.session
     },
 
     end,

@@ -18,7 +18,10 @@ export const AccessClaimsSchema = Type.Object({
   nbf: Type.Optional(Type.Integer()),
   iss: Type.String(),
   aud: Type.Union([Type.String(), Type.Array(Type.String())]),
-  jti: Type.String({ minLength: 1 })
+  jti: Type.String({ minLength: 1 }),
+  // RFC 9068 sections 2.2.3 and 2.2.3.1. Optional: tokens issued before roles existed stay valid until they expire.
+  scope: Type.Optional(Type.String()),
+  roles: Type.Optional(Type.Array(Type.String()))
 })
 
 export type AccessClaims = Static<typeof AccessClaimsSchema>
@@ -26,7 +29,20 @@ export type AccessClaims = Static<typeof AccessClaimsSchema>
 export const accessClaimsCheck = TypeCompiler.Compile(AccessClaimsSchema)
 
 /** The access token's own claims; the signer adds iat, exp, iss and aud. */
-export type AccessTokenPayload = Record<string, string>
+export interface AccessTokenPayload {
+  sub: string
+  sid: string
+  preferred_username: string
+  jti: string
+  scope: string
+  roles: string[]
+}
+
+/** What a token is issued for: the granted scopes (space-delimited) and the user's role names. */
+export interface TokenGrant {
+  scope: string
+  roles: string[]
+}
 
 export interface IssuedToken {
   accessToken: string
@@ -45,15 +61,15 @@ export interface TokenServiceOptions {
 }
 
 export interface TokenService {
-  issue: (user: Pick<UserRow, 'id' | 'username'>, sessionId: string) => IssuedToken
+  issue: (user: Pick<UserRow, 'id' | 'username'>, sessionId: string, grant: TokenGrant) => IssuedToken
   /** The claims of a valid bearer token in an Authorization header, without the session check; throws a 401 problem. */
   verify: (authorization: string | undefined) => AccessClaims
   /** The session of an access token whose signature, issuer and audience check out, even if expired; else undefined. */
   sessionOf: (token: string) => string | undefined
 }
 
-export function accessTokenPayload (user: Pick<UserRow, 'id' | 'username'>, sessionId: string): AccessTokenPayload {
-  return { sub: user.id, sid: sessionId, preferred_username: user.username, jti: randomUUID() }
+export function accessTokenPayload (user: Pick<UserRow, 'id' | 'username'>, sessionId: string, grant: TokenGrant): AccessTokenPayload {
+  return { sub: user.id, sid: sessionId, preferred_username: user.username, jti: randomUUID(), scope: grant.scope, roles: grant.roles }
 }
 
 const BEARER = /^Bearer +(\S*) *$/i
@@ -110,7 +126,7 @@ export function createTokenService (options: TokenServiceOptions): TokenService 
   const verified = new Map<string, { authorization: string, claims: AccessClaims }>()
 
   return {
-    issue: (user, sessionId) => ({ accessToken: sign(accessTokenPayload(user, sessionId)), expiresIn: ttlSeconds }),
+    issue: (user, sessionId, grant) => ({ accessToken: sign(accessTokenPayload(user, sessionId, grant)), expiresIn: ttlSeconds }),
 
     verify (authorization) {
       if (authorization === undefined) throw Problems.notAuthenticated()

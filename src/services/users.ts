@@ -1,7 +1,17 @@
 import { eq, sql } from 'drizzle-orm'
+import { preparedStatement } from '../adapters/drizzle-prepared-statement.js'
 import type { Database } from '../db/client.js'
-import { users, type UserRow } from '../db/schema.js'
+import { roles, userRoles, users, type UserRow } from '../db/schema.js'
 import type { PasswordHasher } from './password-hasher.js'
+
+/** What a user's roles allow: the role names and the union of their scopes. */
+export interface Grants {
+  roles: string[]
+  scopes: string[]
+}
+
+/** The role every registered user gets. */
+export const DEFAULT_ROLE = 'user'
 
 export interface UserService {
   /** Creates the user, or answers undefined when the username or email is taken. */
@@ -9,11 +19,32 @@ export interface UserService {
   /** The user whose username or email is `login` and whose password matches; else why not (for the audit trail). */
   authenticate: (login: string, password: string) => Promise<LoginOutcome>
   findById: (id: string) => Promise<UserRow | undefined>
+  grantsOf: (userId: string) => Promise<Grants>
 }
 
 export type LoginOutcome =
   | { ok: true, user: UserRow }
-  | { ok: false, reason: 'unknown_user' | 'wrong_password', userId?: string }
+  | { ok: false, reason: 'unknown_user' | 'wrong_password' | 'disabled', userId?: string }
+
+interface RawUser {
+  id: string
+  username: string
+  email: string
+  password_hash: string
+  created_at: string | Date
+  updated_at: string | Date
+  disabled_at: string | Date | null
+}
+
+const fromRaw = (row: RawUser): UserRow => ({
+  id: row.id,
+  username: row.username,
+  email: row.email,
+  passwordHash: row.password_hash,
+  createdAt: new Date(row.created_at),
+  updatedAt: new Date(row.updated_at),
+  disabledAt: row.disabled_at === null ? null : new Date(row.disabled_at)
+})
 
 const PLAUSIBLE_LOGIN = /^[^\p{Cc}]{1,254}$/u
 
@@ -44,9 +75,19 @@ export function createUserService (db: Database, hasher: PasswordHasher, cacheOp
   // Prepared once (PostgreSQL parses and plans them once per connection): a login's and a cache miss's lookups.
   const byId = db.select().from(users).where(eq(users.id, sql.placeholder('id'))).limit(1).prepare('user_by_id')
   const byUsername = db.select().from(users).where(sql`lower(${users.username}) = lower(${sql.placeholder('login')})`).limit(1).prepare('user_by_username')
-  const insert = db.insert(users)
-    .values({ username: sql.placeholder('username'), email: sql.placeholder('email'), passwordHash: sql.placeholder('passwordHash') })
-    .onConflictDoNothing().returning().prepare('user_insert')
+  // The user and their default role in one statement: a user never exists without it.
+  const insert = preparedStatement<RawUser>(db, 'user_insert', sql`
+    with inserted as (
+      insert into ${users} (username, email, password_hash)
+      values (${sql.placeholder('username')}, ${sql.placeholder('email')}, ${sql.placeholder('passwordHash')})
+      on conflict do nothing returning *
+    ), role as (
+      insert into ${userRoles} (user_id, role_name) select id, ${DEFAULT_ROLE} from inserted
+    )
+    select * from inserted`)
+  const grants = db.select({ name: roles.name, scopes: roles.scopes }).from(userRoles)
+    .innerJoin(roles, eq(roles.name, userRoles.roleName))
+    .where(eq(userRoles.userId, sql.placeholder('userId'))).prepare('user_grants')
   const byEmail = db.select().from(users).where(sql`lower(${users.email}) = lower(${sql.placeholder('login')})`).limit(1).prepare('user_by_email')
 
   async function load (id: string): Promise<UserRow | undefined> {
@@ -66,8 +107,8 @@ export function createUserService (db: Database, hasher: PasswordHasher, cacheOp
     async register ({ username, email, password }) {
       const passwordHash = await hasher.hash(password)
       // The unique indexes decide between concurrent registrations: no read-then-write race.
-      const [row] = await insert.execute({ username, email, passwordHash })
-      return row
+      const [row] = await insert({ username, email, passwordHash })
+      return row === undefined ? undefined : fromRaw(row)
     },
 
     async authenticate (login, password) {
@@ -77,6 +118,7 @@ export function createUserService (db: Database, hasher: PasswordHasher, cacheOp
       const ok = await hasher.verify(row?.passwordHash, password)
       if (row === undefined) return { ok: false, reason: 'unknown_user' }
       if (!ok) return { ok: false, reason: 'wrong_password', userId: row.id }
+      if (row.disabledAt !== null) return { ok: false, reason: 'disabled', userId: row.id }
       if (hasher.needsRehash(row.passwordHash)) {
         const passwordHash = await hasher.hash(password)
         const [updated] = await db.update(users).set({ passwordHash, updatedAt: new Date() }).where(eq(users.id, row.id)).returning()
@@ -95,6 +137,11 @@ export function createUserService (db: Database, hasher: PasswordHasher, cacheOp
         pending.set(id, loading)
       }
       return await loading
+    },
+
+    async grantsOf (userId) {
+      const rows = await grants.execute({ userId })
+      return { roles: rows.map(r => r.name).sort(), scopes: [...new Set(rows.flatMap(r => r.scopes))].sort() }
     }
   }
 }

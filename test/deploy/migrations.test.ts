@@ -47,10 +47,10 @@ test('migrations: when drizzle-kit compares the committed migrations with src/db
 
 test('migrations: when the schema gains a column the migrations lack, then drizzle-kit generates a migration for it', async (t) => {
   const original = await readFile(SCHEMA_FILE, 'utf8')
-  const marker = "  endReason: text('end_reason')\n"
-  t.ok(original.includes(marker), 'the sessions table still ends with endReason (update this test if not)')
+  const marker = "  scope: text('scope')\n"
+  t.ok(original.includes(marker), 'the sessions table still ends with scope (update this test if not)')
   const file = join(await tempDir(t), 'schema.ts')
-  await writeFile(file, original.replace(marker, "  endReason: text('end_reason'),\n  deployTestExtra: text('deploy_test_extra')\n"))
+  await writeFile(file, original.replace(marker, "  scope: text('scope'),\n  deployTestExtra: text('deploy_test_extra')\n"))
   const result = await generate(t, file)
   t.match(result.output, /Your SQL migration file/)
   const added = result.after.filter(f => !result.before.includes(f) && f.endsWith('.sql'))

@@ -275,6 +275,7 @@ export interface components {
          *       "access_token": "eyJhbGciOiJFZERTQSIsInR5cCI6ImF0K2p3dCIsImtpZCI6Ii4uLiJ9.eyJzdWIiOiIuLi4ifQ.c2lnbmF0dXJl",
          *       "token_type": "bearer",
          *       "expires_in": 900,
+         *       "scope": "users:read",
          *       "refresh_token": "Qm9yaW5nIGJ1dCByYW5kb206IDMyIGJ5dGVzIG9mIGl0IGhlcmU"
          *     }
          */
@@ -284,6 +285,8 @@ export interface components {
             expires_in: number;
             /** @description Opaque, single use: each refresh returns a new one and retires the old */
             refresh_token: string;
+            /** @description The scopes the access token carries, space-delimited (empty: none beyond a valid token) */
+            scope: string;
             /** @enum {string} */
             token_type: "bearer";
         };
@@ -752,7 +755,7 @@ export interface operations {
                     "application/json": Record<string, never>;
                 };
             };
-            /** @description `invalid_request`, `unsupported_grant_type`, or `invalid_grant` for a refresh token that is unknown, used, or of an ended session */
+            /** @description `invalid_request`, `unsupported_grant_type`, `invalid_scope` (malformed, or not held), or `invalid_grant` for a refresh token that is unknown, used, or of an ended session */
             400: {
                 headers: {
                     /** @description `no-store`: tokens and their errors are never cached */
@@ -847,7 +850,10 @@ export interface operations {
                     password?: string;
                     /** @description With `grant_type=refresh_token`: the refresh token to rotate */
                     refresh_token?: string;
-                    /** @description Accepted and ignored: no scopes are granted */
+                    /**
+                     * @description Space-delimited scopes (RFC 6749 section 3.3). Omitted or empty: every scope the user's roles grant. On a refresh: a subset of the session's scopes
+                     * @example users:read
+                     */
                     scope?: string;
                     /**
                      * @description Username or email address
@@ -869,7 +875,10 @@ export interface operations {
                     password?: string;
                     /** @description With `grant_type=refresh_token`: the refresh token to rotate */
                     refresh_token?: string;
-                    /** @description Accepted and ignored: no scopes are granted */
+                    /**
+                     * @description Space-delimited scopes (RFC 6749 section 3.3). Omitted or empty: every scope the user's roles grant. On a refresh: a subset of the session's scopes
+                     * @example users:read
+                     */
                     scope?: string;
                     /**
                      * @description Username or email address
@@ -891,7 +900,7 @@ export interface operations {
                     "application/json": components["schemas"]["TokenResponse"];
                 };
             };
-            /** @description `invalid_request`, `unsupported_grant_type`, or `invalid_grant` for a refresh token that is unknown, used, or of an ended session */
+            /** @description `invalid_request`, `unsupported_grant_type`, `invalid_scope` (malformed, or not held), or `invalid_grant` for a refresh token that is unknown, used, or of an ended session */
             400: {
                 headers: {
                     /** @description `no-store`: tokens and their errors are never cached */
@@ -908,7 +917,7 @@ export interface operations {
                     "application/json": components["schemas"]["OAuthError"];
                 };
             };
-            /** @description `invalid_grant`: unknown user or wrong password (the same answer for both) */
+            /** @description `invalid_grant`: unknown user or wrong password (the same answer for both), or, with the right password, a disabled account */
             401: {
                 headers: {
                     /** @description `no-store`: tokens and their errors are never cached */

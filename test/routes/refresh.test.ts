@@ -27,7 +27,7 @@ test('POST /auth/token: when a refresh token is presented (form or JSON), then n
   t.equal(viaForm.statusCode, 200, `form refresh: ${viaForm.body.slice(0, 200)}`)
   t.equal(viaForm.headers['cache-control'], 'no-store')
   const body = viaForm.json()
-  t.same(Object.keys(body).sort(), ['access_token', 'expires_in', 'refresh_token', 'token_type'])
+  t.same(Object.keys(body).sort(), ['access_token', 'expires_in', 'refresh_token', 'scope', 'token_type'])
   t.equal(body.token_type, 'bearer')
   t.equal(body.expires_in, 900)
   const second = pairOf(viaForm)

@@ -15,7 +15,8 @@ test('POST /auth/token: when a form login is right, then 200 with a bearer token
   const body = res.json()
   t.equal(body.token_type, 'bearer')
   t.equal(body.expires_in, 900)
-  t.same(Object.keys(body).sort(), ['access_token', 'expires_in', 'refresh_token', 'token_type'])
+  t.same(Object.keys(body).sort(), ['access_token', 'expires_in', 'refresh_token', 'scope', 'token_type'])
+  t.equal(body.scope, '', 'a plain user holds no scope beyond a valid token')
   t.match(body.refresh_token, /^[A-Za-z0-9_-]{43}$/)
   const header = headerOf(body.access_token)
   t.same(header, { alg: 'HS256', typ: 'at+jwt' })
@@ -27,6 +28,8 @@ test('POST /auth/token: when a form login is right, then 200 with a bearer token
   t.equal(claims.aud, config.JWT_AUDIENCE)
   t.equal((claims.exp as number) - (claims.iat as number), 900)
   t.match(claims.jti, /^[0-9a-f-]{36}$/)
+  t.equal(claims.scope, '')
+  t.same(claims.roles, ['user'], 'every registered user has the user role')
 })
 
 test('POST /auth/token: when grant_type is omitted or JSON is sent, then it is the password grant', async (t) => {
@@ -124,7 +127,7 @@ test('POST /auth/token: when the client authenticates with HTTP Basic or client_
   const basic = Buffer.from('my-client:my-secret').toString('base64')
   const withBasic = await app.inject(form({ username: user.username, password: user.password }, { authorization: `Basic ${basic}` }))
   t.equal(withBasic.statusCode, 200)
-  const withClientId = await app.inject(form({ username: user.username, password: user.password, client_id: 'web', client_secret: 'x', scope: 'read write' }))
+  const withClientId = await app.inject(form({ username: user.username, password: user.password, client_id: 'web', client_secret: 'x' }))
   t.equal(withClientId.statusCode, 200)
 })
 

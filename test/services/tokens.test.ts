@@ -28,6 +28,7 @@ function tokenService (keyRing: KeyRing, options: { ttlSeconds?: number, verifie
 }
 
 const user = { id: randomUUID(), username: 'alice' }
+const GRANT = { scope: 'orders:read users:read', roles: ['admin', 'user'] }
 const hmacRing = async (): Promise<KeyRing> => await loadKeyRing({ JWT_SECRET: TEST_SECRET, DATA_DIR: NO_DIR })
 
 function problemOf (fn: () => unknown): ProblemError {
@@ -40,21 +41,22 @@ function problemOf (fn: () => unknown): ProblemError {
   throw new Error('expected a problem, got none')
 }
 
-test('tokens: when a token is issued, then it verifies to the user\'s claims with the configured lifetime', async (t) => {
+test('tokens: when a token is issued, then it verifies to the user\'s claims, scope and roles with the configured lifetime', async (t) => {
   const tokens = tokenService(await hmacRing(), { ttlSeconds: 600 })
   const sessionId = randomUUID()
-  const { accessToken, expiresIn } = tokens.issue(user, sessionId)
+  const { accessToken, expiresIn } = tokens.issue(user, sessionId, GRANT)
   t.equal(expiresIn, 600)
   const claims = tokens.verify(`Bearer ${accessToken}`)
-  t.match(claims, { sub: user.id, sid: sessionId, preferred_username: 'alice', iss: ISSUER, aud: AUDIENCE })
+  t.match(claims, { sub: user.id, sid: sessionId, preferred_username: 'alice', iss: ISSUER, aud: AUDIENCE, scope: 'orders:read users:read' })
+  t.same(claims.roles, ['admin', 'user'])
   t.equal(claims.exp - claims.iat, 600)
   t.ok(claims.jti.length > 0)
-  t.not(tokens.issue(user, sessionId).accessToken, accessToken, 'every token has its own jti')
+  t.not(tokens.issue(user, sessionId, GRANT).accessToken, accessToken, 'every token has its own jti')
 })
 
 test('tokens: when the same Authorization header comes again, then the remembered claims answer and the scheme is case-insensitive', async (t) => {
   const tokens = tokenService(await hmacRing())
-  const { accessToken } = tokens.issue(user, randomUUID())
+  const { accessToken } = tokens.issue(user, randomUUID(), GRANT)
   const first = tokens.verify(`Bearer ${accessToken}`)
   t.equal(tokens.verify(`Bearer ${accessToken}`), first, 'the same object: no second verification')
   t.same(tokens.verify(`bearer ${accessToken}`), first)
@@ -62,7 +64,7 @@ test('tokens: when the same Authorization header comes again, then the remembere
 
 test('tokens: when a remembered token passes its exp, then it is refused as expired', async (t) => {
   const tokens = tokenService(await hmacRing())
-  const header = `Bearer ${tokens.issue(user, randomUUID()).accessToken}`
+  const header = `Bearer ${tokens.issue(user, randomUUID(), GRANT).accessToken}`
   const claims = tokens.verify(header)
   const realNow = Date.now
   t.teardown(() => { Date.now = realNow })
@@ -73,7 +75,7 @@ test('tokens: when a remembered token passes its exp, then it is refused as expi
 
 test('tokens: when more headers verify than the cache holds, then the oldest is verified anew', async (t) => {
   const tokens = tokenService(await hmacRing(), { verifiedCacheSize: 2 })
-  const headers = [0, 1, 2].map(() => `Bearer ${tokens.issue(user, randomUUID()).accessToken}`)
+  const headers = [0, 1, 2].map(() => `Bearer ${tokens.issue(user, randomUUID(), GRANT).accessToken}`)
   const firstClaims = tokens.verify(headers[0])
   t.equal(tokens.verify(headers[0]), firstClaims)
   tokens.verify(headers[1])
@@ -119,10 +121,10 @@ test('tokens: when a ring has a new signing key and the old one verifies, then t
   const oldPem = pem()
   const oldRing = await loadKeyRing({ JWT_PRIVATE_KEY: oldPem, DATA_DIR: NO_DIR })
   const newRing = await loadKeyRing({ JWT_PRIVATE_KEY: pem(), JWT_VERIFY_KEYS: oldPem, DATA_DIR: NO_DIR })
-  const oldToken = tokenService(oldRing).issue(user, randomUUID()).accessToken
+  const oldToken = tokenService(oldRing).issue(user, randomUUID(), GRANT).accessToken
   const rotated = tokenService(newRing)
   t.equal(rotated.verify(`Bearer ${oldToken}`).sub, user.id, 'the old key still verifies')
-  t.equal(rotated.verify(`Bearer ${rotated.issue(user, randomUUID()).accessToken}`).sub, user.id)
+  t.equal(rotated.verify(`Bearer ${rotated.issue(user, randomUUID(), GRANT).accessToken}`).sub, user.id)
   const unrelated = tokenService(await loadKeyRing({ JWT_PRIVATE_KEY: pem(), DATA_DIR: NO_DIR }))
   t.match(problemOf(() => unrelated.verify(`Bearer ${oldToken}`)), { code: 'invalid_token' }, 'a ring without the key refuses it')
 })
@@ -133,7 +135,7 @@ test('tokens: when sessionOf is given an expired token of ours, then it answers 
   const sid = randomUUID()
   const expired = forgeToken(VALID_HEADER, { ...validClaims(user.id), sid, iat: now - 1000, exp: now - 100 })
   t.equal(tokens.sessionOf(expired), sid)
-  t.equal(tokens.sessionOf(tokens.issue(user, sid).accessToken), sid)
+  t.equal(tokens.sessionOf(tokens.issue(user, sid, GRANT).accessToken), sid)
   t.equal(tokens.sessionOf(forgeToken(VALID_HEADER, { ...validClaims(user.id), sid }, 'another-secret-that-is-long-enough-1234567')), undefined)
   t.equal(tokens.sessionOf('not a token'), undefined)
 })

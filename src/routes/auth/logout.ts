@@ -1,7 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { problemResponses } from '../../schemas/problem.js'
-import { bearerSecurity } from '../../schemas/security.js'
 import { requireAuthentication } from '../../plugins/auth.js'
 import { audit } from '../../services/audit.js'
 
@@ -13,7 +12,6 @@ const logoutRoutes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['auth'],
       summary: 'End the caller\'s session: its refresh token and access tokens stop working',
       operationId: 'logout',
-      security: bearerSecurity,
       response: { 204: Type.Null({ description: 'Logged out' }), ...problemResponses(400, 401, 413, 415, 429, 500) }
     }
   }, async (request, reply) => {

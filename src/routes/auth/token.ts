@@ -6,6 +6,8 @@ import { OAuthErrors, type FastifyLikeError } from '../../errors.js'
 import { NO_STORE_HEADER, oauthErrorResponses, RevokeRequestSchema, TokenRequestSchema, tokenResponse as tokenResponseSchema } from '../../schemas/oauth.js'
 import type { UserRow } from '../../db/schema.js'
 import { audit } from '../../services/audit.js'
+import { grantScope, parseScope, sessionScopes } from '../../services/scopes.js'
+import type { TokenGrant } from '../../services/tokens.js'
 
 const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' }
 
@@ -15,6 +17,20 @@ function required (body: Fields, field: string): string {
   const value = body[field]
   if (value === undefined || value === '') throw OAuthErrors.invalidRequest(`${field} is required`)
   return value
+}
+
+/** The scope parameter's tokens; undefined when it is absent or empty; a malformed one is refused. */
+function requestedScope (body: Fields): string[] | undefined {
+  if (body.scope === undefined) return undefined
+  const scopes = parseScope(body.scope)
+  if (scopes === undefined) throw OAuthErrors.invalidScope('scope must be space-separated scope tokens (RFC 6749 section 3.3)')
+  return scopes.length === 0 ? undefined : scopes
+}
+
+function granted (requested: string[] | undefined, available: string[], holder: string): string {
+  const decision = grantScope(requested, available)
+  if (!decision.ok) throw OAuthErrors.invalidScope(`${holder} does not hold ${decision.missing.join(' ')}`)
+  return decision.scope
 }
 
 // The media types the token endpoints take, in the order the document lists them.
@@ -40,29 +56,40 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return reply.code(oauthError.status).headers({ ...NO_STORE, ...oauthError.headers }).send(oauthError.toBody())
   })
 
-  function tokenResponse (user: Pick<UserRow, 'id' | 'username'>, sessionId: string, refreshToken: string) {
-    const { accessToken, expiresIn } = app.tokens.issue(user, sessionId)
-    return { access_token: accessToken, token_type: 'bearer' as const, expires_in: expiresIn, refresh_token: refreshToken }
+  function tokenResponse (user: Pick<UserRow, 'id' | 'username'>, sessionId: string, refreshToken: string, grant: TokenGrant) {
+    const { accessToken, expiresIn } = app.tokens.issue(user, sessionId, grant)
+    return { access_token: accessToken, token_type: 'bearer' as const, expires_in: expiresIn, scope: grant.scope, refresh_token: refreshToken }
   }
 
   async function passwordGrant (request: FastifyRequest, body: Fields) {
     const username = required(body, 'username')
     const password = required(body, 'password')
+    const requested = requestedScope(body)
     const login = await app.users.authenticate(username, password)
     if (!login.ok) {
       app.metrics.logins.inc({ outcome: login.reason })
       audit(request, 'login_failed', { user_id: login.userId, reason: login.reason })
-      throw OAuthErrors.invalidGrant()
+      throw login.reason === 'disabled' ? OAuthErrors.accountDisabled() : OAuthErrors.invalidGrant()
     }
     const { user } = login
-    const { session, refreshToken } = await app.sessions.open(user.id, { userAgent: request.headers['user-agent'], ipAddress: request.ip })
+    const grants = await app.users.grantsOf(user.id)
+    const scope = granted(requested, grants.scopes, 'The user')
+    const meta = { userAgent: request.headers['user-agent'], ipAddress: request.ip }
+    const { session, refreshToken } = await app.sessions.open(user.id, meta, requested === undefined ? null : scope)
     app.metrics.logins.inc({ outcome: 'success' })
     audit(request, 'login_succeeded', { user_id: user.id, session_id: session.id })
-    return tokenResponse(user, session.id, refreshToken)
+    return tokenResponse(user, session.id, refreshToken, { scope, roles: grants.roles })
   }
 
   async function refreshGrant (request: FastifyRequest, body: Fields) {
-    const outcome = await app.sessions.refresh(required(body, 'refresh_token'))
+    const presented = required(body, 'refresh_token')
+    const requested = requestedScope(body)
+    if (requested !== undefined) {
+      // Judged before the rotation: a refused scope must not cost the client its refresh token.
+      const session = await app.sessions.findByRefreshToken(presented)
+      if (session !== undefined) granted(requested, sessionScopes(session.scope, (await app.users.grantsOf(session.userId)).scopes), 'The session')
+    }
+    const outcome = await app.sessions.refresh(presented)
     if (!outcome.ok) {
       app.metrics.refreshes.inc({ outcome: outcome.reason })
       if (outcome.reason === 'reused') {
@@ -75,7 +102,10 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
     app.metrics.refreshes.inc({ outcome: 'success' })
     audit(request, 'token_refreshed', { user_id: outcome.user.id, session_id: outcome.session.id })
-    return tokenResponse(outcome.user, outcome.session.id, outcome.refreshToken)
+    // Granted scopes take effect here; a session opened for named scopes keeps to those the user still holds.
+    const grants = await app.users.grantsOf(outcome.user.id)
+    const scope = granted(requested, sessionScopes(outcome.session.scope, grants.scopes), 'The session')
+    return tokenResponse(outcome.user, outcome.session.id, outcome.refreshToken, { scope, roles: grants.roles })
   }
 
   app.post('/token', {
