@@ -1,4 +1,5 @@
-import { Type, type Static } from '@sinclair/typebox'
+import { FormatRegistry, Type, type Static } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
 import type { UserRow } from '../db/schema.js'
 
 export const USERNAME_PATTERN = '^[A-Za-z0-9_.-]+$'
@@ -28,4 +29,15 @@ export type User = Static<typeof UserSchema>
 /** What a client sees of a user: never the password hash. */
 export function toUser (row: UserRow): User {
   return { id: row.id, username: row.username, email: row.email, created_at: row.createdAt.toISOString() }
+}
+
+// What Fastify's validator (ajv-formats) takes as an email, for the checks made outside a request.
+const EMAIL = /^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$/i
+if (!FormatRegistry.Has('email')) FormatRegistry.Set('email', (value) => EMAIL.test(value))
+
+/** The registration rules, for users created outside a request (the command line): one message per broken rule. */
+export function registrationProblems (input: RegisterBody): string[] {
+  const problems = [...Value.Errors(RegisterBodySchema, input)].map(e => `${e.path.slice(1)}: ${e.message.toLowerCase()}`)
+  if (!input.password.isWellFormed()) problems.push('password: must be well-formed Unicode')
+  return problems
 }

@@ -1,4 +1,4 @@
-import { eq, sql } from 'drizzle-orm'
+import { eq, inArray, sql } from 'drizzle-orm'
 import { preparedStatement } from '../adapters/drizzle-prepared-statement.js'
 import type { Database } from '../db/client.js'
 import { roles, userRoles, users, type UserRow } from '../db/schema.js'
@@ -13,9 +13,22 @@ export interface Grants {
 /** The role every registered user gets. */
 export const DEFAULT_ROLE = 'user'
 
+/** Role names: what a scope token allows, minus spaces' neighbours, so that a list of them is space-separated. */
+export const ROLE_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$'
+
+export interface NewUser {
+  username: string
+  email: string
+  password: string
+}
+
 export interface UserService {
-  /** Creates the user, or answers undefined when the username or email is taken. */
-  register: (input: { username: string, email: string, password: string }) => Promise<UserRow | undefined>
+  /** Creates the user with the default role, or answers undefined when the username or email is taken. */
+  register: (input: NewUser) => Promise<UserRow | undefined>
+  /** Creates the user with these roles (the default one always among them); undefined when the name or email is taken. */
+  create: (input: NewUser, roleNames: string[]) => Promise<UserRow | undefined>
+  /** The names among `roleNames` that no role has. */
+  unknownRoles: (roleNames: string[]) => Promise<string[]>
   /** The user whose username or email is `login` and whose password matches; else why not (for the audit trail). */
   authenticate: (login: string, password: string) => Promise<LoginOutcome>
   findById: (id: string) => Promise<UserRow | undefined>
@@ -75,14 +88,15 @@ export function createUserService (db: Database, hasher: PasswordHasher, cacheOp
   // Prepared once (PostgreSQL parses and plans them once per connection): a login's and a cache miss's lookups.
   const byId = db.select().from(users).where(eq(users.id, sql.placeholder('id'))).limit(1).prepare('user_by_id')
   const byUsername = db.select().from(users).where(sql`lower(${users.username}) = lower(${sql.placeholder('login')})`).limit(1).prepare('user_by_username')
-  // The user and their default role in one statement: a user never exists without it.
+  // The user and their roles in one statement: a user never exists without them. Roles come space-separated.
   const insert = preparedStatement<RawUser>(db, 'user_insert', sql`
     with inserted as (
       insert into ${users} (username, email, password_hash)
       values (${sql.placeholder('username')}, ${sql.placeholder('email')}, ${sql.placeholder('passwordHash')})
       on conflict do nothing returning *
     ), role as (
-      insert into ${userRoles} (user_id, role_name) select id, ${DEFAULT_ROLE} from inserted
+      insert into ${userRoles} (user_id, role_name)
+      select inserted.id, name from inserted, unnest(string_to_array(${sql.placeholder('roles')}, ' ')) as name
     )
     select * from inserted`)
   const grants = db.select({ name: roles.name, scopes: roles.scopes }).from(userRoles)
@@ -97,6 +111,14 @@ export function createUserService (db: Database, hasher: PasswordHasher, cacheOp
     return row
   }
 
+  async function create ({ username, email, password }: NewUser, roleNames: string[]): Promise<UserRow | undefined> {
+    const passwordHash = await hasher.hash(password)
+    const names = [...new Set([DEFAULT_ROLE, ...roleNames])].join(' ')
+    // The unique indexes decide between concurrent registrations: no read-then-write race.
+    const [row] = await insert({ username, email, passwordHash, roles: names })
+    return row === undefined ? undefined : fromRaw(row)
+  }
+
   async function findByLogin (login: string): Promise<UserRow | undefined> {
     // A username cannot contain '@', so the two kinds of login never overlap.
     const [row] = await (login.includes('@') ? byEmail : byUsername).execute({ login })
@@ -104,11 +126,13 @@ export function createUserService (db: Database, hasher: PasswordHasher, cacheOp
   }
 
   return {
-    async register ({ username, email, password }) {
-      const passwordHash = await hasher.hash(password)
-      // The unique indexes decide between concurrent registrations: no read-then-write race.
-      const [row] = await insert({ username, email, passwordHash })
-      return row === undefined ? undefined : fromRaw(row)
+    register: async (input) => await create(input, [DEFAULT_ROLE]),
+    create,
+
+    async unknownRoles (roleNames) {
+      if (roleNames.length === 0) return []
+      const known = await db.select({ name: roles.name }).from(roles).where(inArray(roles.name, roleNames))
+      return roleNames.filter(name => !known.some(k => k.name === name))
     },
 
     async authenticate (login, password) {
