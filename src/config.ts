@@ -39,7 +39,10 @@ export const ConfigSchema = Type.Object({
   REDIS_TIMEOUT_MS: Type.Integer({ minimum: 10, maximum: 10000, default: 250 }),
   METRICS_ENABLED: Type.Boolean({ default: true }),
   METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
-  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, maximum: 600000, default: 10000 })
+  SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, maximum: 600000, default: 10000 }),
+  ADMIN_USERNAME: Type.Optional(Type.String({ minLength: 1 })),
+  ADMIN_EMAIL: Type.Optional(Type.String({ minLength: 1 })),
+  ADMIN_PASSWORD_FILE: Type.Optional(Type.String({ minLength: 1 }))
 })
 
 export type Config = Static<typeof ConfigSchema>
@@ -118,6 +121,10 @@ export function loadConfig (env: Record<string, unknown> = process.env): Config 
     }
     if (config.JWT_PRIVATE_KEY !== undefined && config.JWT_PRIVATE_KEY_FILE !== undefined) unique.push('JWT_PRIVATE_KEY_FILE: set either it or JWT_PRIVATE_KEY, not both')
     if (config.JWT_VERIFY_KEYS !== undefined && config.JWT_VERIFY_KEYS_FILE !== undefined) unique.push('JWT_VERIFY_KEYS_FILE: set either it or JWT_VERIFY_KEYS, not both')
+    const admin = [config.ADMIN_USERNAME, config.ADMIN_EMAIL, config.ADMIN_PASSWORD_FILE]
+    if (admin.some(v => v !== undefined) && admin.some(v => v === undefined)) {
+      unique.push('ADMIN_USERNAME: set it with ADMIN_EMAIL and ADMIN_PASSWORD_FILE, all three or none')
+    }
     if (config.NODE_ENV === 'production') {
       if (config.JWT_SECRET === undefined && config.JWT_PRIVATE_KEY === undefined && config.JWT_PRIVATE_KEY_FILE === undefined) {
         unique.push('JWT_SECRET: is required when NODE_ENV=production, unless JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE is set')

@@ -16,7 +16,11 @@ let app
 try {
   app = await buildApp(config)
 } catch (error) {
-  // A bad key is a configuration error: say which setting, without a stack trace.
+  // A bad key or admin setting is a configuration error: say which setting, without a stack trace.
+  if (error instanceof ConfigError) {
+    console.error(error.message)
+    process.exit(1)
+  }
   if (!(error instanceof KeyError)) throw error
   console.error(`Invalid configuration:\n  ${error.message}`)
   process.exit(1)

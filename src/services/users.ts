@@ -12,6 +12,8 @@ export interface Grants {
 
 /** The role every registered user gets. */
 export const DEFAULT_ROLE = 'user'
+export const ADMIN_ROLE = 'admin'
+const ADMIN_BOOTSTRAP_LOCK_KEY = 7_241_002
 
 /** Role names: what a scope token allows, minus spaces' neighbours, so that a list of them is space-separated. */
 export const ROLE_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$'
@@ -27,6 +29,11 @@ export interface UserService {
   register: (input: NewUser) => Promise<UserRow | undefined>
   /** Creates the user with these roles (the default one always among them); undefined when the name or email is taken. */
   create: (input: NewUser, roleNames: string[]) => Promise<UserRow | undefined>
+  /**
+   * Creates the user as an administrator if nobody holds the admin role yet; instances starting together decide
+   * under one advisory lock. 'taken': no admin, but the name or email belongs to someone, who is left as they are.
+   */
+  ensureAdmin: (input: NewUser) => Promise<'created' | 'exists' | 'taken'>
   /** The names among `roleNames` that no role has. */
   unknownRoles: (roleNames: string[]) => Promise<string[]>
   /** The user whose username or email is `login` and whose password matches; else why not (for the audit trail). */
@@ -128,6 +135,21 @@ export function createUserService (db: Database, hasher: PasswordHasher, cacheOp
   return {
     register: async (input) => await create(input, [DEFAULT_ROLE]),
     create,
+
+    async ensureAdmin ({ username, email, password }) {
+      const [held] = await db.select({ userId: userRoles.userId }).from(userRoles).where(eq(userRoles.roleName, ADMIN_ROLE)).limit(1)
+      if (held !== undefined) return 'exists'
+      const passwordHash = await hasher.hash(password)
+      return await db.transaction(async (tx) => {
+        await tx.execute(sql`select pg_advisory_xact_lock(${ADMIN_BOOTSTRAP_LOCK_KEY})`)
+        const [again] = await tx.select({ userId: userRoles.userId }).from(userRoles).where(eq(userRoles.roleName, ADMIN_ROLE)).limit(1)
+        if (again !== undefined) return 'exists'
+        const [row] = await tx.insert(users).values({ username, email, passwordHash }).onConflictDoNothing().returning({ id: users.id })
+        if (row === undefined) return 'taken'
+        await tx.insert(userRoles).values([{ userId: row.id, roleName: DEFAULT_ROLE }, { userId: row.id, roleName: ADMIN_ROLE }])
+        return 'created'
+      })
+    },
 
     async unknownRoles (roleNames) {
       if (roleNames.length === 0) return []
