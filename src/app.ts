@@ -22,6 +22,7 @@ import healthRoutes from './routes/health.js'
 import authRoutes from './routes/auth/index.js'
 import userRoutes from './routes/users.js'
 import wellKnownRoutes from './routes/well-known.js'
+import adminRoutes from './routes/admin/index.js'
 
 export interface BuildOptions {
   /** Replaces the pino options derived from the config (tests capture logs through a stream). */
@@ -73,6 +74,7 @@ export function createApp (config: Config, options: BuildOptions = {}): FastifyI
   app.register(healthRoutes, { prefix: '/health' })
   app.register(authRoutes, { prefix: '/auth' })
   app.register(userRoutes, { prefix: '/users' })
+  app.register(adminRoutes, { prefix: '/admin' })
   app.register(wellKnownRoutes, { prefix: '/.well-known' })
   return app
 }

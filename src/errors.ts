@@ -58,6 +58,7 @@ export const Problems = {
     }),
   notFound: (detail: string) => new ProblemError(404, 'not_found', detail),
   userExists: () => new ProblemError(409, 'user_exists', 'Username or email already registered'),
+  lastAdmin: () => new ProblemError(409, 'last_admin', 'The last administrator cannot be demoted, disabled or deleted'),
   payloadTooLarge: (limit: number) => new ProblemError(413, 'payload_too_large', `Request body is larger than ${limit} bytes`),
   unsupportedMediaType: (detail: string) => new ProblemError(415, 'unsupported_media_type', detail),
   rateLimited: (seconds: number) =>

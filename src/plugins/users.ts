@@ -3,15 +3,17 @@ import fp from 'fastify-plugin'
 import { HashPool } from '../services/hash-pool.js'
 import { createPasswordHasher, type PasswordHasher } from '../services/password-hasher.js'
 import { createUserService, type UserService } from '../services/users.js'
+import { createAdminUserService, type AdminUserService } from '../services/admin-users.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     passwordHasher: PasswordHasher
     users: UserService
+    adminUsers: AdminUserService
   }
 }
 
-/** The password hasher on its thread pool, and the user service on top of it. */
+/** The password hasher on its thread pool, and the user services on top of it (the users' own, administration). */
 export default fp(async (app) => {
   const { ARGON2_MEMORY_KIB, ARGON2_TIME_COST, ARGON2_PARALLELISM, PASSWORD_HASH_THREADS, USER_CACHE_TTL_MS } = app.config
   // One argon2 thread per core unless PASSWORD_HASH_THREADS says otherwise, reniced below the event loop.
@@ -24,4 +26,5 @@ export default fp(async (app) => {
   }, pool, (operation, seconds) => { app.metrics.passwordHash.observe({ operation }, seconds) })
   app.decorate('passwordHasher', passwordHasher)
   app.decorate('users', createUserService(app.database.db, passwordHasher, { ttlMs: USER_CACHE_TTL_MS }))
+  app.decorate('adminUsers', createAdminUserService(app.database.db))
 }, { name: 'users', dependencies: ['config', 'database', 'metrics'] })

@@ -13,12 +13,19 @@ export type AuditEvent =
   | 'token_revoked'
   | 'session_ended'
   | 'all_sessions_ended'
+  | 'admin_user_created'
+  | 'admin_user_updated'
+  | 'admin_user_deleted'
+  | 'admin_sessions_ended'
 
 export interface AuditFields {
   user_id?: string
   session_id?: string
   sessions_ended?: number
   reason?: string
+  /** Administration: the user acted on (user_id is the administrator) and what changed. */
+  target_user_id?: string
+  changes?: string[]
 }
 
 /** Where an event happened: the request's logger (which adds the request id) and the client's address. */

@@ -33,6 +33,8 @@ export interface SessionService {
   /** Ends sessions (all of the user's when sessionId is undefined); returns the ids that ended now. */
   end: (target: { userId?: string, sessionId?: string }, reason: string) => Promise<string[]>
   listActive: (userId: string) => Promise<SessionRow[]>
+  /** Sessions ended by a statement of another service (a user deleted): refused here and on every instance. */
+  announce: (ended: Array<{ id: string, endedAt: Date }>) => Promise<void>
 }
 
 /** 256 random bits; stored only as a SHA-256 hash (a fast hash suffices for a secret this long). */
@@ -153,6 +155,10 @@ export function createSessionService (db: Database, policy: SessionPolicy, onEnd
     },
 
     end,
+
+    async announce (ended) {
+      if (ended.length > 0) await onEnded(ended)
+    },
 
     async listActive (userId) {
       const now = new Date()

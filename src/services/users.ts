@@ -40,6 +40,8 @@ export interface UserService {
   authenticate: (login: string, password: string) => Promise<LoginOutcome>
   findById: (id: string) => Promise<UserRow | undefined>
   grantsOf: (userId: string) => Promise<Grants>
+  /** Drops a user from this instance's cache after a change made elsewhere in the service (administration). */
+  forget: (id: string) => void
 }
 
 export type LoginOutcome =
@@ -184,6 +186,8 @@ export function createUserService (db: Database, hasher: PasswordHasher, cacheOp
       }
       return await loading
     },
+
+    forget: (id) => { cache.delete(id) },
 
     async grantsOf (userId) {
       const rows = await grants.execute({ userId })

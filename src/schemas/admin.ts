@@ -1,0 +1,58 @@
+import { Type, type Static } from '@sinclair/typebox'
+import type { ManagedUser } from '../services/admin-users.js'
+import { ROLE_NAME_PATTERN } from '../services/users.js'
+import { RegisterBodySchema } from './user.js'
+
+const ADMIN_USER_EXAMPLE = {
+  id: '0b5e3c1e-8f0a-4c6e-9a57-3d2f1b7c9e41',
+  username: 'alice',
+  email: 'alice@example.com',
+  created_at: '2026-11-23T10:00:00.000Z',
+  disabled: false,
+  roles: ['admin', 'user']
+}
+
+const RoleNamesSchema = Type.Array(Type.String({ pattern: ROLE_NAME_PATTERN, maxLength: 64 }), {
+  maxItems: 50,
+  uniqueItems: true,
+  description: 'Role names; `user` is always kept'
+})
+
+export const AdminUserSchema = Type.Object({
+  id: Type.String({ format: 'uuid' }),
+  username: Type.String(),
+  email: Type.String({ format: 'email' }),
+  created_at: Type.String({ format: 'date-time' }),
+  disabled: Type.Boolean({ description: 'A disabled user cannot log in; their sessions ended when they were disabled' }),
+  roles: Type.Array(Type.String())
+}, { $id: 'AdminUser', title: 'AdminUser', additionalProperties: false, examples: [ADMIN_USER_EXAMPLE] })
+
+export const AdminUserPageSchema = Type.Object({
+  items: Type.Array(Type.Ref(AdminUserSchema)),
+  next_cursor: Type.Union([Type.String(), Type.Null()], { description: 'Pass as `cursor` for the next page; null on the last' })
+}, { title: 'AdminUserPage', additionalProperties: false, examples: [{ items: [ADMIN_USER_EXAMPLE], next_cursor: null }] })
+
+export const AdminUserListQuerySchema = Type.Object({
+  limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
+  cursor: Type.Optional(Type.String({ maxLength: 400, description: 'From `next_cursor` of the previous page' })),
+  q: Type.Optional(Type.String({ maxLength: 254, description: 'The start of the username or email, without regard to case' }))
+})
+
+export const UserIdParamsSchema = Type.Object({ id: Type.String({ format: 'uuid' }) })
+
+export const AdminCreateUserSchema = Type.Object({
+  ...RegisterBodySchema.properties,
+  roles: Type.Optional(RoleNamesSchema)
+}, { title: 'AdminCreateUser' })
+
+export const AdminUpdateUserSchema = Type.Object({
+  email: Type.Optional(RegisterBodySchema.properties.email),
+  roles: Type.Optional(RoleNamesSchema),
+  disabled: Type.Optional(Type.Boolean({ description: 'true ends the user\'s sessions and refuses their logins' }))
+}, { title: 'AdminUpdateUser', minProperties: 1, description: 'Taking a role away or disabling the user ends their sessions' })
+
+export type AdminUser = Static<typeof AdminUserSchema>
+
+export function toAdminUser ({ row, roles }: ManagedUser): AdminUser {
+  return { id: row.id, username: row.username, email: row.email, created_at: row.createdAt.toISOString(), disabled: row.disabledAt !== null, roles }
+}
