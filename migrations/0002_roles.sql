@@ -20,6 +20,6 @@ ALTER TABLE "user_roles" ADD CONSTRAINT "user_roles_role_name_roles_name_fk" FOR
 CREATE INDEX "user_roles_role_name_idx" ON "user_roles" USING btree ("role_name");--> statement-breakpoint
 INSERT INTO "roles" ("name", "description", "scopes", "built_in") VALUES
 	('user', 'Every registered user', '{}', true),
-	('admin', 'Administers users and roles', '{users:read,users:write,roles:write}', true)
+	('admin', 'Administers users and roles', '{roles:write,users:read,users:write}', true)
 	ON CONFLICT ("name") DO NOTHING;--> statement-breakpoint
 INSERT INTO "user_roles" ("user_id", "role_name") SELECT "id", 'user' FROM "users" ON CONFLICT DO NOTHING;

@@ -4,12 +4,14 @@ import { HashPool } from '../services/hash-pool.js'
 import { createPasswordHasher, type PasswordHasher } from '../services/password-hasher.js'
 import { createUserService, type UserService } from '../services/users.js'
 import { createAdminUserService, type AdminUserService } from '../services/admin-users.js'
+import { createRoleService, type RoleService } from '../services/roles.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     passwordHasher: PasswordHasher
     users: UserService
     adminUsers: AdminUserService
+    roles: RoleService
   }
 }
 
@@ -27,4 +29,5 @@ export default fp(async (app) => {
   app.decorate('passwordHasher', passwordHasher)
   app.decorate('users', createUserService(app.database.db, passwordHasher, { ttlMs: USER_CACHE_TTL_MS }))
   app.decorate('adminUsers', createAdminUserService(app.database.db))
+  app.decorate('roles', createRoleService(app.database.db))
 }, { name: 'users', dependencies: ['config', 'database', 'metrics'] })

@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
+import type { RoleRow } from '../db/schema.js'
 import type { ManagedUser } from '../services/admin-users.js'
 import { ROLE_NAME_PATTERN } from '../services/users.js'
 import { RegisterBodySchema } from './user.js'
@@ -51,8 +52,35 @@ export const AdminUpdateUserSchema = Type.Object({
   disabled: Type.Optional(Type.Boolean({ description: 'true ends the user\'s sessions and refuses their logins' }))
 }, { title: 'AdminUpdateUser', minProperties: 1, description: 'Taking a role away or disabling the user ends their sessions' })
 
+export const RoleSchema = Type.Object({
+  name: Type.String(),
+  description: Type.String(),
+  scopes: Type.Array(Type.String(), { description: 'RFC 6749 scope tokens that the role grants' }),
+  built_in: Type.Boolean({ description: '`user` and `admin`: cannot be deleted; `admin` keeps the service\'s own scopes' })
+}, {
+  $id: 'Role',
+  title: 'Role',
+  additionalProperties: false,
+  examples: [{ name: 'orders-clerk', description: 'Handles orders', scopes: ['orders:read', 'orders:write'], built_in: false }]
+})
+
+export const RoleNameParamsSchema = Type.Object({ name: Type.String({ pattern: ROLE_NAME_PATTERN, maxLength: 64 }) })
+
+export const RoleDefinitionSchema = Type.Object({
+  description: Type.String({ maxLength: 200 }),
+  scopes: Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]{1,128}$' }), {
+    maxItems: 100,
+    uniqueItems: true,
+    description: 'Scope tokens (RFC 6749 section 3.3), for example `orders:write`'
+  })
+}, { title: 'RoleDefinition' })
+
 export type AdminUser = Static<typeof AdminUserSchema>
 
 export function toAdminUser ({ row, roles }: ManagedUser): AdminUser {
   return { id: row.id, username: row.username, email: row.email, created_at: row.createdAt.toISOString(), disabled: row.disabledAt !== null, roles }
+}
+
+export function toRole (row: RoleRow): Static<typeof RoleSchema> {
+  return { name: row.name, description: row.description, scopes: row.scopes, built_in: row.builtIn }
 }

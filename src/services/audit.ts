@@ -17,6 +17,8 @@ export type AuditEvent =
   | 'admin_user_updated'
   | 'admin_user_deleted'
   | 'admin_sessions_ended'
+  | 'admin_role_saved'
+  | 'admin_role_deleted'
 
 export interface AuditFields {
   user_id?: string
@@ -25,6 +27,7 @@ export interface AuditFields {
   reason?: string
   /** Administration: the user acted on (user_id is the administrator) and what changed. */
   target_user_id?: string
+  role?: string
   changes?: string[]
 }
 

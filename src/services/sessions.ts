@@ -1,8 +1,8 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
-import { and, desc, eq, gt, isNull, sql } from 'drizzle-orm'
+import { and, desc, eq, gt, inArray, isNull, sql } from 'drizzle-orm'
 import { preparedStatement } from '../adapters/drizzle-prepared-statement.js'
 import type { Database } from '../db/client.js'
-import { refreshTokens, sessions, users, type SessionRow, type UserRow } from '../db/schema.js'
+import { refreshTokens, sessions, userRoles, users, type SessionRow, type UserRow } from '../db/schema.js'
 
 export interface SessionPolicy {
   absoluteTtlSeconds: number
@@ -18,6 +18,13 @@ export interface ClientMeta {
 /** The scopes a login asked for (space-delimited), or null for whatever the user's roles grant at each refresh. */
 export type SessionScope = string | null
 
+/** Whose sessions end: one session, a user's, or those of every holder of a role (at least one of them). */
+export interface EndTarget {
+  userId?: string
+  sessionId?: string
+  roleName?: string
+}
+
 export type RefreshOutcome =
   | { ok: true, user: UserRow, session: SessionRow, refreshToken: string }
   | { ok: false, reason: 'unknown' | 'inactive' | 'raced' }
@@ -31,7 +38,7 @@ export interface SessionService {
   /** The session a refresh token belongs to, whatever its state (to judge a refresh before it rotates). */
   findByRefreshToken: (refreshToken: string) => Promise<SessionRow | undefined>
   /** Ends sessions (all of the user's when sessionId is undefined); returns the ids that ended now. */
-  end: (target: { userId?: string, sessionId?: string }, reason: string) => Promise<string[]>
+  end: (target: EndTarget, reason: string) => Promise<string[]>
   listActive: (userId: string) => Promise<SessionRow[]>
   /** Sessions ended by a statement of another service (a user deleted): refused here and on every instance. */
   announce: (ended: Array<{ id: string, endedAt: Date }>) => Promise<void>
@@ -64,9 +71,12 @@ export function createSessionService (db: Database, policy: SessionPolicy, onEnd
     )
     select created_at, last_used_at from opened`)
 
-  async function end (target: { userId?: string, sessionId?: string }, reason: string): Promise<string[]> {
+  async function end (target: EndTarget, reason: string): Promise<string[]> {
     const conditions = [isNull(sessions.endedAt)]
     if (target.userId !== undefined) conditions.push(eq(sessions.userId, target.userId))
+    if (target.roleName !== undefined) {
+      conditions.push(inArray(sessions.userId, db.select({ id: userRoles.userId }).from(userRoles).where(eq(userRoles.roleName, target.roleName))))
+    }
     if (target.sessionId !== undefined) conditions.push(eq(sessions.id, target.sessionId))
     if (conditions.length === 1) throw new Error('end() needs a user or a session')
     const ended = await db.update(sessions)
