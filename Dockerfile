@@ -3,6 +3,8 @@
 # Run:     docker run -p 3000:3000 -e DATABASE_URL=postgres://... -e JWT_SECRET="$(openssl rand -base64 48)" auth-service
 # Migrate: docker run --rm -e DATABASE_URL=postgres://... -e JWT_SECRET=... auth-service node dist/migrate.js
 #          (a separate step before a rollout; then run the instances with MIGRATE_ON_START=false)
+# Admin:   echo "$PASSWORD" | docker run --rm -i -e DATABASE_URL=postgres://... auth-service node dist/users-create.js --username admin --email admin@example.com --role admin
+#          (the first administrator; or ADMIN_USERNAME, ADMIN_EMAIL and ADMIN_PASSWORD_FILE at start)
 # .ci/prod-smoke.sh runs these same steps without Docker.
 
 # Compiles src/ to dist/ with the full (dev) dependencies.

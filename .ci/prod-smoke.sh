@@ -64,6 +64,12 @@ RUN_ENV=(env -i "PATH=$PATH" "HOME=$WORK" NODE_ENV=production "DATABASE_URL=$DAT
 echo "== node dist/migrate.js"
 (cd "$WORK/app" && "${RUN_ENV[@]}" node dist/migrate.js) || fail "node dist/migrate.js failed"
 
+echo "== node dist/users-create.js (the first administrator)"
+ADMIN_NAME="admin_$(openssl rand -hex 4)"
+ADMIN_PASSWORD="smoke administrator password"
+echo "$ADMIN_PASSWORD" | (cd "$WORK/app" && "${RUN_ENV[@]}" node dist/users-create.js --username "$ADMIN_NAME" --email "$ADMIN_NAME@example.com" --role admin) \
+  || fail "node dist/users-create.js failed"
+
 # The node flags of the image's CMD (["node", ...flags, "dist/server.js"]).
 FLAGS_LINE="$(npx --no-install tsx scripts/image-runtime.ts flags)" || fail "Dockerfile: no exec-form CMD [\"node\", ..., script]"
 read -r -a NODE_FLAGS <<<"$FLAGS_LINE"
@@ -103,6 +109,13 @@ ME="$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1]
 echo "GET /users/me: 200 $ME"
 expect 401 "$WORK/anonymous.json" "$BASE/users/me"
 echo "GET /users/me without a token: 401"
+expect 403 "$WORK/forbidden.json" "$BASE/admin/users" -H "authorization: Bearer $TOKEN"
+echo "GET /admin/users as a plain user: 403"
+expect 200 "$WORK/admin-token.json" -X POST "$BASE/auth/token" --data-urlencode "username=$ADMIN_NAME" --data-urlencode "password=$ADMIN_PASSWORD"
+ADMIN_TOKEN="$(node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).access_token ?? "")' "$WORK/admin-token.json")"
+expect 200 "$WORK/admin-users.json" "$BASE/admin/users?q=$USERNAME" -H "authorization: Bearer $ADMIN_TOKEN"
+grep -q "\"username\":\"$USERNAME\"" "$WORK/admin-users.json" || fail "GET /admin/users?q= did not list $USERNAME: $(cat "$WORK/admin-users.json")"
+echo "GET /admin/users as the administrator the CLI created: 200"
 
 echo "== SIGTERM"
 kill -TERM "$SERVER_PID"
