@@ -4,6 +4,7 @@ import { once } from 'node:events'
 import Fastify, { type FastifyRequest } from 'fastify'
 import fastifyJwt, { type TokenOrHeader } from '@fastify/jwt'
 import buildGetJwks from 'get-jwks'
+import { sql } from 'drizzle-orm'
 import { test } from 'tap'
 import { buildApp } from '../../src/app.js'
 import { loadKeyRing } from '../../src/services/keys.js'
@@ -183,12 +184,29 @@ test('keys: when another service verifies through the JWKS alone (@fastify/jwt +
     verify: { algorithms: ['EdDSA', 'ES256', 'RS256'], allowedIss: config.JWT_ISSUER, allowedAud: config.JWT_AUDIENCE }
   })
   downstream.get('/orders', { onRequest: async (request) => { await request.jwtVerify() } }, async (request) => ({ owner: (request.user as { sub: string }).sub }))
+  // A downstream decision from the token alone: the scope claim (RFC 9068), granted by a role defined here.
+  downstream.post('/orders', {
+    onRequest: async (request, reply) => {
+      await request.jwtVerify()
+      if (!String((request.user as { scope?: string }).scope ?? '').split(' ').includes('orders:write')) {
+        await reply.code(403).header('www-authenticate', 'Bearer error="insufficient_scope", scope="orders:write"').send()
+      }
+    }
+  }, async () => ({ created: true }))
 
   const user = await register(app)
   const token = await login(app, user.username, user.password)
   const ok = await downstream.inject({ url: '/orders', headers: bearer(token) })
   t.equal(ok.statusCode, 200, ok.body)
   t.same(ok.json(), { owner: user.id })
+
+  t.equal((await downstream.inject({ method: 'POST', url: '/orders', headers: bearer(token) })).statusCode, 403, 'no orders:write: refused downstream')
+  await app.database.db.execute(sql`insert into roles (name, scopes) values ('orders-clerk', '{orders:write}') on conflict do nothing`)
+  await app.database.db.execute(sql`insert into user_roles (user_id, role_name) values (${user.id}::uuid, 'orders-clerk')`)
+  const clerkToken = await login(app, user.username, user.password)
+  t.equal(claimsOf(clerkToken).scope, 'orders:write')
+  const created = await downstream.inject({ method: 'POST', url: '/orders', headers: bearer(clerkToken) })
+  t.equal(created.statusCode, 200, 'with the scope its role grants: accepted downstream')
 
   const forged = signEd25519(headerOf(token), claimsOf(token), ed25519().key)
   const refused = await downstream.inject({ url: '/orders', headers: bearer(forged) })
