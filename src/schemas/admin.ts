@@ -34,7 +34,7 @@ export const AdminUserPageSchema = Type.Object({
 }, { title: 'AdminUserPage', additionalProperties: false, examples: [{ items: [ADMIN_USER_EXAMPLE], next_cursor: null }] })
 
 export const AdminUserListQuerySchema = Type.Object({
-  limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })),
   cursor: Type.Optional(Type.String({ maxLength: 400, description: 'From `next_cursor` of the previous page' })),
   q: Type.Optional(Type.String({ maxLength: 254, description: 'The start of the username or email, without regard to case' }))
 })

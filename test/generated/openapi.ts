@@ -567,6 +567,20 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example [
+                     *       {
+                     *         "name": "admin",
+                     *         "description": "Administers users and roles",
+                     *         "scopes": [
+                     *           "roles:write",
+                     *           "users:read",
+                     *           "users:write"
+                     *         ],
+                     *         "built_in": true
+                     *       }
+                     *     ]
+                     */
                     "application/json": components["schemas"]["Role"][];
                 };
             };
@@ -1041,10 +1055,10 @@ export interface operations {
     };
     adminListUsers: {
         parameters: {
-            query: {
+            query?: {
                 /** @description From `next_cursor` of the previous page */
                 cursor?: string;
-                limit: number;
+                limit?: number;
                 /** @description The start of the username or email, without regard to case */
                 q?: string;
             };

@@ -16,7 +16,13 @@ const adminRoleRoutes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['admin'],
       summary: 'Every role and the scopes it grants',
       operationId: 'adminListRoles',
-      response: { 200: Type.Array(role, { description: 'Roles by name' }), ...problemResponses(401, 403, 429, 500) }
+      response: {
+        200: Type.Array(role, {
+          description: 'Roles by name',
+          examples: [[{ name: 'admin', description: 'Administers users and roles', scopes: ['roles:write', 'users:read', 'users:write'], built_in: true }]]
+        }),
+        ...problemResponses(401, 403, 429, 500)
+      }
     }
   }, async () => (await app.roles.list()).map(toRole))
 

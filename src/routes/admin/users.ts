@@ -32,7 +32,7 @@ const adminUserRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request) => {
     try {
-      const page = await app.adminUsers.list(request.query)
+      const page = await app.adminUsers.list({ ...request.query, limit: request.query.limit ?? 20 })
       return { items: page.items.map(toAdminUser), next_cursor: page.nextCursor }
     } catch (error) {
       if (error instanceof InvalidCursor) throw Problems.validation([{ field: 'cursor', message: 'is not a cursor this service gave' }])
