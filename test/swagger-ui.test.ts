@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { test } from 'tap'
 import { chromium, type Page } from 'playwright-core'
+import { sql } from 'drizzle-orm'
 import { build, register } from './helper.js'
 import { checkResponse } from './openapi-check.js'
 
@@ -12,7 +13,11 @@ const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-ru
 export const SCREENSHOT = new URL('../artifacts/swagger-ui-authorized.png', import.meta.url)
 
 async function tryGetCurrentUser (page: Page): Promise<string> {
-  const operation = page.locator('#operations-users-getCurrentUser')
+  return await tryOperation(page, '#operations-users-getCurrentUser')
+}
+
+async function tryOperation (page: Page, id: string): Promise<string> {
+  const operation = page.locator(id)
   await operation.locator('.opblock-summary').waitFor()
   // Open it unless it already is (after a reload the page may restore it open): a click would close it again.
   if (!(await operation.getAttribute('class') ?? '').includes('is-open')) await operation.locator('.opblock-summary').click()
@@ -75,4 +80,32 @@ test('Swagger UI: when a person authorizes with the password flow and tries GET 
 
   t.same(problems, [], 'every API answer the page received matched the document')
   t.same(pageErrors, [], 'no script errors on the page')
+})
+
+test('Swagger UI: when an administrator authorizes with a chosen scope, then the token carries just that scope and GET /admin/users answers 200', async (t) => {
+  t.ok(existsSync(EXECUTABLE), `a Chromium at ${EXECUTABLE} (apt-get install chromium, or set CHROMIUM_PATH)`)
+  const app = await build(t)
+  const user = await register(app)
+  await app.database.db.execute(sql`insert into user_roles (user_id, role_name) values (${user.id}::uuid, 'admin')`)
+  const base = await app.listen({ host: '127.0.0.1', port: 0 })
+  const browser = await chromium.launch({ executablePath: EXECUTABLE, headless: true, args: FLAGS })
+  t.teardown(async () => { await browser.close() })
+  const page = await browser.newPage()
+
+  await page.goto(`${base}/docs/`)
+  await page.locator('.swagger-ui .btn.authorize').click()
+  const modal = page.locator('.modal-ux')
+  await modal.locator('#oauth_username').fill(user.username)
+  await modal.locator('#oauth_password').fill(user.password)
+  // The password flow declares the service's scopes: the dialog offers each as a checkbox.
+  await modal.locator('label[for="users:read-password-checkbox-OAuth2PasswordBearer"]').click()
+  const token = page.waitForResponse(r => r.url() === `${base}/auth/token` && r.request().method() === 'POST')
+  await modal.locator('.auth-btn-wrapper button.authorize').click()
+  const answer = await token
+  t.equal(answer.status(), 200)
+  t.match(answer.request().postData(), /scope=users(%3A|:)read/, 'the chosen scope was asked for')
+  t.equal((await answer.json()).scope, 'users:read', 'and granted alone')
+  await modal.locator('.auth-btn-wrapper button.btn-done').click()
+
+  t.equal(await tryOperation(page, '#operations-admin-adminListUsers'), '200', 'Try it out on GET /admin/users answers 200')
 })
