@@ -46,7 +46,7 @@ async function main (run: RunOptions): Promise<number> {
     cleanups.push({ what: 'stop the baseline server', run: async () => { await stopServer(baseline) } })
     log(`baseline server listening (pid ${baseline.pid}, ${baseline.url})`)
 
-    const scenarios = await benchScenarios(service, baseline)
+    const scenarios = await benchScenarios(service, baseline, db.url)
     const measured = await runRounds(scenarios, run)
 
     const facts: RunFacts = {

@@ -6,12 +6,18 @@
 // Prints one JSON line, {"port":N,"pid":N}, once it listens.
 import { createApp } from '../dist/app.js'
 import { loadConfig } from '../dist/config.js'
+import { requireAuthentication } from '../dist/plugins/auth.js'
 import { listenForHarness } from './listen.mjs'
 
 /** @param {import('fastify').FastifyInstance} app */
 const probe = async (app) => {
   // The protected-route cost alone: token verification and the ended-session check, no database.
   app.get('/bench/protected', { onRequest: app.authenticate, config: { rateLimit: false } }, async (request) => ({ sub: request.user.sub }))
+  // The same plus a scope check, declared as the admin routes declare theirs.
+  app.register(async (scoped) => {
+    requireAuthentication(scoped)
+    scoped.get('/bench/scoped', { config: { rateLimit: false, scopes: ['users:read'] } }, async (request) => ({ sub: request.user.sub }))
+  })
 }
 
 const config = loadConfig({ ...process.env, RATE_LIMIT_ENABLED: 'false', LOG_LEVEL: 'warn' })

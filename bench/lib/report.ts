@@ -103,8 +103,10 @@ export function checkTargets (rows: Row[], facts: RunFacts): Target[] {
 export function printReport (facts: RunFacts, rows: Row[], targets: Target[]): void {
   const { started, run, argon2, readiness } = facts
   const { params } = argon2
-  const { loginRow } = namedRows(rows)
+  const { loginRow, protectedRow, scopedRow } = namedRows(rows)
   const { loginOfLimit, p99Bound } = loginAgainstArgon2(loginRow, argon2)
+  const scopeLine = `scope check: GET /bench/scoped (token, session and a users:read check) at ${(scopedRow.rps / protectedRow.rps).toFixed(3)} ` +
+    'of GET /bench/protected (token and session) in req/s'
   const runtime = [...RUNTIME.flags, ...(RUNTIME.nodeOptions === '' ? [] : [`NODE_OPTIONS=${RUNTIME.nodeOptions}`])].join(' ')
   const header = `${started.toISOString()}: PostgreSQL ${facts.postgres.version}, node ${process.version} (${runtime}, as the Dockerfile), ${argon2.cores} cores (${cpus()[0]?.model ?? 'unknown CPU'}), ` +
     `${CONNECTIONS} connections unless said, ${run.warmupSeconds} s warm-up + ${run.durationSeconds} s measured per scenario` +
@@ -122,6 +124,7 @@ export function printReport (facts: RunFacts, rows: Row[], targets: Target[]): v
   console.log(table(rows))
   console.log('')
   console.log(argon2Line)
+  console.log(scopeLine)
   console.log(readyLine)
   console.log('')
   console.log(targetLines.join('\n'))
@@ -173,9 +176,14 @@ function table (rows: Row[]): string {
 }
 
 /** The rows the targets are about, by their place in benchScenarios' list. */
-function namedRows (rows: Row[]): { protectedRow: Row, usersMeRow: Row, loginRow: Row, stormProtectedRow: Row } {
-  const [, protectedRow, usersMeRow, loginRow, , , stormProtectedRow] = rows
-  return { protectedRow, usersMeRow, loginRow, stormProtectedRow }
+/** The rows the targets read, found by their scenario's label (bench/lib/scenarios.ts). */
+function namedRows (rows: Row[]): { protectedRow: Row, scopedRow: Row, usersMeRow: Row, loginRow: Row, stormProtectedRow: Row } {
+  const row = (prefix: string): Row => {
+    const found = rows.find(r => r.scenario.startsWith(prefix))
+    if (found === undefined) throw new Error(`bench: no scenario labelled '${prefix}...'`)
+    return found
+  }
+  return { protectedRow: row('2 '), scopedRow: row('2s '), usersMeRow: row('3 '), loginRow: row('4 '), stormProtectedRow: row('7 storm: GET') }
 }
 
 function loginAgainstArgon2 (loginRow: Row, argon2: Argon2Limit): { loginOfLimit: number, p99Bound: number } {

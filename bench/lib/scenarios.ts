@@ -1,6 +1,7 @@
-// The seven scenarios: what each one sends to which server, and how a scenario and the rounds over all of them run.
+// The scenarios: what each one sends to which server, and how a scenario and the rounds over all of them run.
 import { randomBytes } from 'node:crypto'
 import type autocannon from 'autocannon'
+import postgres from 'postgres'
 import { alive, type Server } from './children.js'
 import { checkInterrupted } from './interruption.js'
 import { cannon, drain, measure, type Measured } from './load.js'
@@ -23,8 +24,11 @@ export interface Scenario {
   loads: Load[]
 }
 
-/** Registers the user every login scenario logs in as, and defines the scenarios (the report reads rows in this order). */
-export async function benchScenarios (service: Server, baseline: Server): Promise<Scenario[]> {
+/**
+ * Registers the user every login scenario logs in as (an administrator, so that its tokens carry scopes), and
+ * defines the scenarios (the report finds its rows by label).
+ */
+export async function benchScenarios (service: Server, baseline: Server, databaseUrl: string): Promise<Scenario[]> {
   const username = 'bench_user'
   const registered = await fetch(`${service.url}/auth/register`, {
     method: 'POST',
@@ -33,6 +37,12 @@ export async function benchScenarios (service: Server, baseline: Server): Promis
     signal: AbortSignal.timeout(10_000)
   })
   if (registered.status !== 201) throw new Error(`could not register the bench user: ${registered.status} ${await registered.text()}`)
+  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} })
+  try {
+    await sql`insert into user_roles (user_id, role_name) select id, 'admin' from users where username = ${username}`
+  } finally {
+    await sql.end({ timeout: 5 })
+  }
   const form = { 'content-type': 'application/x-www-form-urlencoded' }
   const loginBody = new URLSearchParams({ grant_type: 'password', username, password: PASSWORD }).toString()
   const login = async (): Promise<{ access_token: string, refresh_token: string }> => {
@@ -99,6 +109,7 @@ export async function benchScenarios (service: Server, baseline: Server): Promis
   return [
     { id: '1', server: baseline, loads: [{ label: '1 baseline GET / (bare Fastify)', options: async (duration) => ({ url: `${baseline.url}/`, connections: CONNECTIONS, duration }) }] },
     { id: '2', server: service, loads: [{ label: '2 GET /bench/protected', options: bearerGet('/bench/protected') }] },
+    { id: '2s', server: service, loads: [{ label: '2s GET /bench/scoped (+ scope check)', options: bearerGet('/bench/scoped') }] },
     { id: '3', server: service, loads: [{ label: '3 GET /users/me', options: bearerGet('/users/me') }] },
     { id: '4', server: service, loads: [{ label: '4 POST /auth/token password (login)', options: passwordLogins(CONNECTIONS) }] },
     { id: '5', server: service, loads: [{ label: '5 POST /auth/register', options: registrationsLoad }] },
