@@ -12,7 +12,10 @@ export const users = pgTable('users', {
 }, (t) => [
   // Uniqueness without regard to case is decided by these indexes, never by a read-then-write.
   uniqueIndex('users_username_lower_key').on(sql`lower(${t.username})`),
-  uniqueIndex('users_email_lower_key').on(sql`lower(${t.email})`)
+  uniqueIndex('users_email_lower_key').on(sql`lower(${t.email})`),
+  // Prefix search (GET /admin/users?q=) whatever the database's collation: LIKE 'abc%' uses these.
+  index('users_username_pattern_idx').using('btree', sql`lower(${t.username}) text_pattern_ops`),
+  index('users_email_pattern_idx').using('btree', sql`lower(${t.email}) text_pattern_ops`)
 ])
 
 export type UserRow = typeof users.$inferSelect

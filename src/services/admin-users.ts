@@ -73,8 +73,12 @@ export function createAdminUserService (db: Database): AdminUserService {
         conditions.push(gt(sql`lower(${users.username})`, after))
       }
       if (q !== undefined && q !== '') {
+        // A byte-order range the text_pattern_ops indexes answer even in a generic plan, and LIKE for exactness.
+        const lowered = q.toLowerCase()
         const prefix = likePrefix(q)
-        conditions.push(or(sql`lower(${users.username}) like ${prefix}`, sql`lower(${users.email}) like ${prefix}`) as SQL)
+        const startsWith = (column: SQL): SQL =>
+          sql`(${column} ~>=~ ${lowered} and ${column} ~<~ (${lowered} || chr(1114111)) and ${column} like ${prefix})`
+        conditions.push(or(startsWith(sql`lower(${users.username})`), startsWith(sql`lower(${users.email})`)) as SQL)
       }
       const rows = await db.select({ row: users, roles: rolesOf }).from(users).where(and(...conditions))
         .orderBy(asc(sql`lower(${users.username})`)).limit(limit + 1)

@@ -52,6 +52,10 @@ test('GET /admin/users: when paged with limit and cursor, then every match comes
   }
   t.equal(seen.length, 6, 'five by username, one by email')
   t.same(seen.filter(n => n.startsWith(prefix)), [...names].sort((a, b) => a.toLowerCase().localeCompare(b.toLowerCase())))
+  for (const wildcard of ['%', '_', `${prefix.slice(0, 2)}%`]) {
+    const res = await app.inject(as(root.token, { method: 'GET', url: '/admin/users', query: { q: wildcard } }))
+    t.same(res.json().items, [], `q=${wildcard}: LIKE's wildcards are literal`)
+  }
   const bad = await app.inject(as(root.token, { method: 'GET', url: '/admin/users', query: { cursor: '!!' } }))
   t.equal(bad.statusCode, 400)
   for (const limit of ['0', '101', 'ten']) {
