@@ -4,7 +4,7 @@ import { sql } from 'drizzle-orm'
 import { openDatabase, type DatabaseHandle } from '../../src/db/client.js'
 import { EndedSessions } from '../../src/services/ended-sessions.js'
 import { SESSION_ENDED_CHANNEL, SessionSync } from '../../src/services/session-sync.js'
-import { embeddedDatabase, eventually, register, rowsOf, testDatabaseUrl, twoInstances } from '../helper.js'
+import { bearer, embeddedDatabase, eventually, register, rowsOf, testDatabaseUrl, TIMING_MARGIN_MS, twoInstances } from '../helper.js'
 
 /** A migrated database for this test alone on the TEST_DATABASE_URL server, or the process's embedded one. */
 async function migratedDatabase (t: Test): Promise<DatabaseHandle> {
@@ -76,4 +76,17 @@ test('session sync: when a session ends in SQL with no notification, then reread
   t.notOk(ended.has(session.id))
   await sync.reread()
   t.ok(ended.has(session.id))
+})
+
+test('session sync: when a user is deleted in SQL, then the other instance refuses their access token within a second', async (t) => {
+  const [a, b] = await twoInstances(t)
+  const user = await register(a)
+  const login = await a.inject({ method: 'POST', url: '/auth/token', payload: { username: user.username, password: user.password } })
+  const token = login.json().access_token as string
+  const sessionsOnB = async (): Promise<number> => (await b.inject({ method: 'GET', url: '/users/me/sessions', headers: bearer(token) })).statusCode
+  t.equal(await sessionsOnB(), 200, 'valid before')
+  await a.database.db.execute(sql`delete from users where id = ${user.id}::uuid`)
+  // The bound is the behaviour: within a second, plus the margin a busy machine needs.
+  await eventually(async () => await sessionsOnB() === 401,
+    { timeoutMs: 1000 + TIMING_MARGIN_MS, what: 'the other instance refusing the deleted user\'s token' })
 })
