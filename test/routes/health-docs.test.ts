@@ -26,8 +26,14 @@ test('GET /openapi.json: when fetched, then an OpenAPI 3.1 document with the OAu
   t.equal(res.statusCode, 200)
   const doc = res.json()
   t.equal(doc.openapi, '3.1.0')
-  t.same(doc.components.securitySchemes.OAuth2PasswordBearer.flows.password, { tokenUrl: '/auth/token', refreshUrl: '/auth/token', scopes: {} })
-  t.same(Object.keys(doc.paths).sort(), ['/.well-known/jwks.json', '/auth/logout', '/auth/register', '/auth/revoke', '/auth/token', '/health/live', '/health/ready', '/users/me', '/users/me/sessions', '/users/me/sessions/{id}'])
+  const flow = doc.components.securitySchemes.OAuth2PasswordBearer.flows.password
+  t.match(flow, { tokenUrl: '/auth/token', refreshUrl: '/auth/token' })
+  t.same(Object.keys(flow.scopes).sort(), ['roles:write', 'users:read', 'users:write'], 'the service\'s own scopes, for Authorize to offer')
+  t.same(Object.keys(doc.paths).sort(), [
+    '/.well-known/jwks.json', '/admin/roles', '/admin/roles/{name}', '/admin/users', '/admin/users/{id}', '/admin/users/{id}/sessions',
+    '/auth/logout', '/auth/register', '/auth/revoke', '/auth/token', '/health/live', '/health/ready', '/users/me', '/users/me/sessions', '/users/me/sessions/{id}'
+  ])
+  t.same(doc.paths['/admin/users'].get.security, [{ OAuth2PasswordBearer: ['users:read'] }])
   t.same(doc.paths['/users/me'].get.security, [{ OAuth2PasswordBearer: [] }])
   t.same(doc.paths['/auth/token'].post.security, [])
   t.ok(doc.paths['/auth/token'].post.requestBody.content['application/x-www-form-urlencoded'])
@@ -48,7 +54,17 @@ test('GET /openapi.json: when any operation is read, then it has tags, a summary
     'delete /users/me/sessions': ['204', '400', '401', '413', '415', '429', '500'],
     'delete /users/me/sessions/{id}': ['204', '400', '401', '404', '413', '415', '429', '500'],
     'get /health/ready': ['200', '503'],
-    'get /health/live': ['200']
+    'get /health/live': ['200'],
+    'get /admin/users': ['200', '400', '401', '403', '429', '500'],
+    'post /admin/users': ['201', '400', '401', '403', '409', '413', '415', '429', '500'],
+    'get /admin/users/{id}': ['200', '400', '401', '403', '404', '429', '500'],
+    'patch /admin/users/{id}': ['200', '400', '401', '403', '404', '409', '413', '415', '429', '500'],
+    'delete /admin/users/{id}': ['204', '400', '401', '403', '404', '409', '413', '415', '429', '500'],
+    'get /admin/users/{id}/sessions': ['200', '400', '401', '403', '404', '429', '500'],
+    'delete /admin/users/{id}/sessions': ['204', '400', '401', '403', '404', '413', '415', '429', '500'],
+    'get /admin/roles': ['200', '401', '403', '429', '500'],
+    'put /admin/roles/{name}': ['200', '201', '400', '401', '403', '409', '413', '415', '429', '500'],
+    'delete /admin/roles/{name}': ['204', '400', '401', '403', '404', '409', '413', '415', '429', '500']
   }
   for (const [path, methods] of Object.entries<Record<string, { tags: string[], summary: string, operationId: string, responses: Record<string, unknown> }>>(doc.paths)) {
     for (const [method, op] of Object.entries(methods)) {
