@@ -1,4 +1,4 @@
-// Load-test harness: npm run bench [-- --duration N] [--warmup N] [--rounds N]
+// Load-test harness: npm run bench [-- --duration N] [--warmup N] [--rounds N] [--users N]
 //
 // Runs the real service (bench/server.mjs over the compiled dist/) on a real PostgreSQL, in a fresh database it
 // creates and drops, beside a bare Fastify app (bench/baseline-server.mjs) as the physical reference; both are child
@@ -46,7 +46,7 @@ async function main (run: RunOptions): Promise<number> {
     cleanups.push({ what: 'stop the baseline server', run: async () => { await stopServer(baseline) } })
     log(`baseline server listening (pid ${baseline.pid}, ${baseline.url})`)
 
-    const scenarios = await benchScenarios(service, baseline, db.url)
+    const scenarios = await benchScenarios(service, baseline, db.url, run.users)
     const measured = await runRounds(scenarios, run)
 
     const facts: RunFacts = {

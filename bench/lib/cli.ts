@@ -4,15 +4,17 @@ export interface RunOptions {
   durationSeconds: number
   warmupSeconds: number
   rounds: number
+  /** Users seeded straight into the database before the run (0: none), for the admin list and search scenarios. */
+  users: number
 }
 
-const usage = 'usage: npm run bench [-- --duration seconds (default 10)] [--warmup seconds] [--rounds n (default 1)]'
+const usage = 'usage: npm run bench [-- --duration seconds (default 10)] [--warmup seconds] [--rounds n (default 1)] [--users n (default 0, at most 2000000)]'
 
 /** --duration, --warmup and --rounds; exits with 2 and the usage on anything else. */
 export function readRunOptions (): RunOptions {
   let args
   try {
-    args = parseArgs({ options: { duration: { type: 'string' }, warmup: { type: 'string' }, rounds: { type: 'string' } } }).values
+    args = parseArgs({ options: { duration: { type: 'string' }, warmup: { type: 'string' }, rounds: { type: 'string' }, users: { type: 'string' } } }).values
   } catch (error) {
     console.error(`bench: ${(error as Error).message}\n${usage}`)
     process.exit(2)
@@ -22,7 +24,8 @@ export function readRunOptions (): RunOptions {
   return {
     durationSeconds,
     warmupSeconds: numberOption(args.warmup, 'warmup', Math.min(1, durationSeconds / 2), 0, 30),
-    rounds: Math.round(numberOption(args.rounds, 'rounds', 1, 1, 10))
+    rounds: Math.round(numberOption(args.rounds, 'rounds', 1, 1, 10)),
+    users: Math.round(numberOption(args.users, 'users', 0, 0, 2_000_000))
   }
 }
 
