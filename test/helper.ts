@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse as LightMyResponse } from 'fastify'
+import { sql } from 'drizzle-orm'
 import postgres from 'postgres'
 import { buildApp, type BuildOptions } from '../src/app.js'
 import { ConfigSchema, loadConfig, type Config } from '../src/config.js'
@@ -385,3 +386,18 @@ export async function startRedis (t: Test): Promise<{ url: string, pid: number, 
   }, { timeoutMs: 10_000, what: () => `redis-server ready to accept connections (its output: ${output})` })
   return { url: `redis://127.0.0.1:${port}`, pid: child.pid as number, kill }
 }
+
+/** Gives a user a role straight in the database (a test's first administrator, a role defined in SQL). */
+export async function grantRole (app: FastifyInstance, userId: string, role: string): Promise<void> {
+  await app.database.db.execute(sql`insert into user_roles (user_id, role_name) values (${userId}::uuid, ${role})`)
+}
+
+/** A registered user made an administrator, with an access token holding the admin scopes. */
+export async function registerAdmin (app: FastifyInstance): Promise<Registered & { token: string }> {
+  const user = await register(app)
+  await grantRole(app, user.id, 'admin')
+  return { ...user, token: (await loginPair(app, user)).access }
+}
+
+/** Inject options sent with a bearer token. */
+export const as = (token: string, options: InjectOptions): InjectOptions => ({ ...options, headers: { ...options.headers, ...bearer(token) } })

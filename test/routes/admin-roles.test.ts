@@ -1,19 +1,9 @@
 import { test } from 'tap'
-import { sql } from 'drizzle-orm'
-import type { FastifyInstance, InjectOptions } from 'fastify'
-import { assertSessionEnded, bearer, build, buildLogged, eventually, formPost, loginPair, me, refresh, register, TIMING_MARGIN_MS, twoInstances, uniqueName, type Registered } from '../helper.js'
-
-async function admin (app: FastifyInstance): Promise<Registered & { token: string }> {
-  const user = await register(app)
-  await app.database.db.execute(sql`insert into user_roles (user_id, role_name) values (${user.id}::uuid, 'admin')`)
-  return { ...user, token: (await loginPair(app, user)).access }
-}
-
-const as = (token: string, options: InjectOptions): InjectOptions => ({ ...options, headers: { ...options.headers, ...bearer(token) } })
+import { as, assertSessionEnded, build, buildLogged, eventually, formPost, loginPair, me, refresh, register, registerAdmin, TIMING_MARGIN_MS, twoInstances, uniqueName } from '../helper.js'
 
 test('PUT /admin/roles/{name}: when a role is created and granted, then its holders\' tokens carry its scopes; GET lists it with the built-in ones', async (t) => {
   const { app, entries } = await buildLogged(t)
-  const root = await admin(app)
+  const root = await registerAdmin(app)
   const name = uniqueName('clerk')
   const created = await app.inject(as(root.token, { method: 'PUT', url: `/admin/roles/${name}`, payload: { description: 'Handles orders', scopes: ['orders:write', 'orders:read'] } }))
   t.equal(created.statusCode, 201)
@@ -31,7 +21,7 @@ test('PUT /admin/roles/{name}: when a role is created and granted, then its hold
 
 test('PUT /admin/roles/{name}: when a role loses a scope, then its holders\' sessions end on every instance within a second; adding one ends nothing', async (t) => {
   const [a, b] = await twoInstances(t)
-  const root = await admin(a)
+  const root = await registerAdmin(a)
   const name = uniqueName('reader')
   await a.inject(as(root.token, { method: 'PUT', url: `/admin/roles/${name}`, payload: { description: '', scopes: ['reports:read'] } }))
   const holder = await register(a)
@@ -51,7 +41,7 @@ test('PUT /admin/roles/{name}: when a role loses a scope, then its holders\' ses
 
 test('admin roles: when the admin role would lose its scopes or a built-in role be deleted, then 409; a custom role is deleted and its holders\' sessions end', async (t) => {
   const app = await build(t)
-  const root = await admin(app)
+  const root = await registerAdmin(app)
   const shrink = await app.inject(as(root.token, { method: 'PUT', url: '/admin/roles/admin', payload: { description: 'x', scopes: ['users:read'] } }))
   t.equal(shrink.statusCode, 409)
   t.equal(shrink.json().code, 'admin_scopes')

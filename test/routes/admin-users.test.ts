@@ -1,23 +1,14 @@
 import { test } from 'tap'
 import { sql } from 'drizzle-orm'
-import type { FastifyInstance, InjectOptions } from 'fastify'
+import type { InjectOptions } from 'fastify'
 import {
-  assertSessionEnded, bearer, build, buildLogged, eventually, formPost, loginPair, me, refresh, register,
-  TIMING_MARGIN_MS, twoInstances, uniqueName, type Registered
+  as, assertSessionEnded, bearer, build, buildLogged, eventually, formPost, loginPair, me, refresh, register,
+  registerAdmin, TIMING_MARGIN_MS, twoInstances, uniqueName
 } from '../helper.js'
-
-/** A registered user made an administrator, with an access token holding the admin scopes. */
-async function admin (app: FastifyInstance): Promise<Registered & { token: string }> {
-  const user = await register(app)
-  await app.database.db.execute(sql`insert into user_roles (user_id, role_name) values (${user.id}::uuid, 'admin')`)
-  return { ...user, token: (await loginPair(app, user)).access }
-}
-
-const as = (token: string, options: InjectOptions): InjectOptions => ({ ...options, headers: { ...options.headers, ...bearer(token) } })
 
 test('admin: when a token lacks the scope, then 403 insufficient_scope; with it, the operation answers', async (t) => {
   const app = await build(t)
-  const root = await admin(app)
+  const root = await registerAdmin(app)
   const plain = await register(app)
   const plainToken = (await loginPair(app, plain)).access
   const refused = await app.inject(as(plainToken, { method: 'GET', url: '/admin/users' }))
@@ -32,7 +23,7 @@ test('admin: when a token lacks the scope, then 403 insufficient_scope; with it,
 
 test('GET /admin/users: when paged with limit and cursor, then every match comes once, in username order; q matches the start of username or email', async (t) => {
   const app = await build(t)
-  const root = await admin(app)
+  const root = await registerAdmin(app)
   const prefix = uniqueName('pg').toLowerCase()
   const names = ['c', 'A', 'b', 'E', 'd'].map(s => `${prefix}_${s}`)
   for (const username of names) await register(app, { username })
@@ -71,7 +62,7 @@ test('GET /admin/users: when paged with limit and cursor, then every match comes
 
 test('POST /admin/users: when created with roles, then the user logs in with them; a taken name is 409, an unknown role 400, a weak password 400', async (t) => {
   const app = await build(t)
-  const root = await admin(app)
+  const root = await registerAdmin(app)
   const username = uniqueName('made')
   const body = { username, email: `${username}@example.com`, password: 'made by an admin, long', roles: ['admin'] }
   const created = await app.inject(as(root.token, { method: 'POST', url: '/admin/users', payload: body }))
@@ -87,7 +78,7 @@ test('POST /admin/users: when created with roles, then the user logs in with the
 
 test('PATCH /admin/users/{id}: when a user is disabled, then their tokens are refused on another instance within a second and the right password hears "Account is disabled"; enabled again, they log in', async (t) => {
   const [a, b] = await twoInstances(t)
-  const root = await admin(a)
+  const root = await registerAdmin(a)
   const target = await register(a)
   const session = await loginPair(a, target)
   t.equal((await me(b, session.access)).statusCode, 200)
@@ -106,8 +97,8 @@ test('PATCH /admin/users/{id}: when a user is disabled, then their tokens are re
 
 test('PATCH /admin/users/{id}: when a role is taken away, then the user\'s sessions end; a role granted shows at the next refresh; the email changes, a taken one is 409', async (t) => {
   const app = await build(t)
-  const root = await admin(app)
-  const other = await admin(app)
+  const root = await registerAdmin(app)
+  const other = await registerAdmin(app)
   const before = await loginPair(app, other)
   const demoted = await app.inject(as(root.token, { method: 'PATCH', url: `/admin/users/${other.id}`, payload: { roles: [] } }))
   t.equal(demoted.statusCode, 200)
@@ -129,7 +120,7 @@ test('admin: when the last administrator would be demoted, disabled or deleted, 
   const app = await build(t)
   // The embedded database is shared by this file's tests: leave one administrator.
   await app.database.db.execute(sql`delete from user_roles where role_name = 'admin'`)
-  const root = await admin(app)
+  const root = await registerAdmin(app)
   for (const options of [
     { method: 'PATCH', url: `/admin/users/${root.id}`, payload: { roles: ['user'] } },
     { method: 'PATCH', url: `/admin/users/${root.id}`, payload: { disabled: true } },
@@ -145,8 +136,8 @@ test('admin: when the last administrator would be demoted, disabled or deleted, 
 test('admin: when two administrators demote each other at the same moment, then one wins and one administrator remains', async (t) => {
   const [a, b] = await twoInstances(t)
   await a.database.db.execute(sql`delete from user_roles where role_name = 'admin'`)
-  const first = await admin(a)
-  const second = await admin(a)
+  const first = await registerAdmin(a)
+  const second = await registerAdmin(a)
   for (let round = 0; round < 3; round++) {
     const results = await Promise.all([
       a.inject(as(first.token, { method: 'PATCH', url: `/admin/users/${second.id}`, payload: { roles: [] } })),
@@ -167,7 +158,7 @@ test('admin: when two administrators demote each other at the same moment, then 
 
 test('DELETE /admin/users/{id}: when a user is deleted, then their tokens are refused on another instance within a second and the user is gone', async (t) => {
   const [a, b] = await twoInstances(t)
-  const root = await admin(a)
+  const root = await registerAdmin(a)
   const target = await register(a)
   const session = await loginPair(a, target)
   t.equal((await a.inject(as(root.token, { method: 'DELETE', url: `/admin/users/${target.id}` }))).statusCode, 204)
@@ -179,7 +170,7 @@ test('DELETE /admin/users/{id}: when a user is deleted, then their tokens are re
 
 test('admin sessions: when listed and ended by an administrator, then the user\'s sessions show and then end, with an audit event naming both', async (t) => {
   const { app, entries } = await buildLogged(t)
-  const root = await admin(app)
+  const root = await registerAdmin(app)
   const target = await register(app)
   const session = await loginPair(app, target)
   const list = await app.inject(as(root.token, { method: 'GET', url: `/admin/users/${target.id}/sessions` }))

@@ -2,14 +2,10 @@ import { test } from 'tap'
 import { sql } from 'drizzle-orm'
 import type { FastifyInstance } from 'fastify'
 import { createApp } from '../../src/app.js'
-import { claimsOf, embeddedDatabase, formPost, pairOf, refresh, register, testConfig, testDatabaseUrl, build, type Registered } from '../helper.js'
+import { claimsOf, embeddedDatabase, formPost, grantRole, pairOf, refresh, register, testConfig, testDatabaseUrl, build, type Registered } from '../helper.js'
 
 const token = (fields: Record<string, string>) => formPost('/auth/token', fields)
 const ADMIN_SCOPE = 'roles:write users:read users:write'
-
-async function grantRole (app: FastifyInstance, userId: string, role: string): Promise<void> {
-  await app.database.db.execute(sql`insert into user_roles (user_id, role_name) values (${userId}::uuid, ${role})`)
-}
 
 async function admin (app: FastifyInstance): Promise<Registered> {
   const user = await register(app)
