@@ -68,7 +68,7 @@ export interface paths {
         };
         /**
          * List users, by username, a page at a time
-         * @description Keyset pagination: pass `next_cursor` back as `cursor`. `q` matches the start of the username or email.
+         * @description Keyset pagination: pass `next_cursor` back as `cursor` (with the same `q`). Users come in byte order of the lowercased username. `q` matches the start of the username or email without regard to case; a user found by email alone is placed by the email.
          */
         get: operations["adminListUsers"];
         put?: never;

@@ -25,7 +25,9 @@ const adminUserRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['admin'],
       summary: 'List users, by username, a page at a time',
-      description: 'Keyset pagination: pass `next_cursor` back as `cursor`. `q` matches the start of the username or email.',
+      description: 'Keyset pagination: pass `next_cursor` back as `cursor` (with the same `q`). Users come in byte order of ' +
+        'the lowercased username. `q` matches the start of the username or email without regard to case; a user found ' +
+        'by email alone is placed by the email.',
       operationId: 'adminListUsers',
       querystring: AdminUserListQuerySchema,
       response: { 200: AdminUserPageSchema, ...problemResponses(400, 401, 403, 429, 500) }
