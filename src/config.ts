@@ -42,10 +42,22 @@ export const ConfigSchema = Type.Object({
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, maximum: 600000, default: 10000 }),
   ADMIN_USERNAME: Type.Optional(Type.String({ minLength: 1 })),
   ADMIN_EMAIL: Type.Optional(Type.String({ minLength: 1 })),
-  ADMIN_PASSWORD_FILE: Type.Optional(Type.String({ minLength: 1 }))
+  ADMIN_PASSWORD_FILE: Type.Optional(Type.String({ minLength: 1 })),
+  PASSWORD_MIN_LENGTH: Type.Integer({ minimum: 8, maximum: 128, default: 8 }),
+  PUBLIC_URL: Type.Optional(Type.String({ pattern: '^https?://[^\\s/?#]+(/[^\\s?#]*)?$' })),
+  PASSWORD_RESET_TTL: Type.Integer({ minimum: 60, maximum: 86400, default: 1800 }),
+  EMAIL_VERIFY_TTL: Type.Integer({ minimum: 60, maximum: 2592000, default: 86400 }),
+  REQUIRE_VERIFIED_EMAIL: Type.Boolean({ default: false }),
+  SMTP_URL: Type.Optional(Type.String({ pattern: '^smtps?://' })),
+  MAIL_FROM: Type.String({ minLength: 3, default: 'Auth Service <no-reply@localhost>' }),
+  RATE_LIMIT_EMAIL_MAX: Type.Integer({ minimum: 1, default: 5 })
 })
 
 export type Config = Static<typeof ConfigSchema>
+
+/** The base of links in emails: PUBLIC_URL without a trailing slash, or this instance on localhost. */
+export const publicUrl = (config: Pick<Config, 'PUBLIC_URL' | 'PORT'>): string =>
+  (config.PUBLIC_URL ?? `http://localhost:${config.PORT}`).replace(/\/+$/, '')
 export type ConfigInput = Partial<Record<keyof Config, string | number | boolean | undefined>>
 
 export class ConfigError extends Error {
@@ -68,7 +80,7 @@ const WELL_KNOWN_SECRETS = new Set([
 ])
 
 export const MIN_SECRET_BYTES = 32
-const SECRET_KEYS = new Set(['JWT_SECRET', 'DATABASE_URL', 'JWT_PRIVATE_KEY', 'JWT_VERIFY_KEYS', 'REDIS_URL'])
+const SECRET_KEYS = new Set(['JWT_SECRET', 'DATABASE_URL', 'JWT_PRIVATE_KEY', 'JWT_VERIFY_KEYS', 'REDIS_URL', 'SMTP_URL'])
 
 export function secretProblem (secret: string): string | undefined {
   if (Buffer.byteLength(secret, 'utf8') < MIN_SECRET_BYTES) {
@@ -130,6 +142,9 @@ export function loadConfig (env: Record<string, unknown> = process.env): Config 
         unique.push('JWT_SECRET: is required when NODE_ENV=production, unless JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE is set')
       }
       if (config.DATABASE_URL === undefined) unique.push('DATABASE_URL: is required when NODE_ENV=production')
+      // Links in emails must point at the deployment, and a required verification needs a way to send it.
+      if (config.SMTP_URL !== undefined && config.PUBLIC_URL === undefined) unique.push('PUBLIC_URL: is required when NODE_ENV=production and SMTP_URL is set (the base of links in emails)')
+      if (config.REQUIRE_VERIFIED_EMAIL && config.SMTP_URL === undefined) unique.push('REQUIRE_VERIFIED_EMAIL: needs SMTP_URL when NODE_ENV=production (nobody could verify their address)')
     }
   }
   if (unique.length > 0) throw new ConfigError(unique)

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm'
-import { boolean, index, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
+import { boolean, index, integer, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
 
 export const users = pgTable('users', {
   id: uuid('id').primaryKey().defaultRandom(),
@@ -8,7 +8,9 @@ export const users = pgTable('users', {
   passwordHash: text('password_hash').notNull(),
   createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
   updatedAt: timestamp('updated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
-  disabledAt: timestamp('disabled_at', { withTimezone: true, mode: 'date' })
+  disabledAt: timestamp('disabled_at', { withTimezone: true, mode: 'date' }),
+  // Proven by a link sent to the address; false again whenever the address changes.
+  emailVerified: boolean('email_verified').notNull().default(false)
 }, (t) => [
   // Uniqueness without regard to case is decided by these indexes, never by a read-then-write.
   uniqueIndex('users_username_lower_key').on(sql`lower(${t.username})`),
@@ -72,3 +74,45 @@ export const refreshTokens = pgTable('refresh_tokens', {
 ])
 
 export type SessionRow = typeof sessions.$inferSelect
+
+/**
+ * Single-use tokens sent by email (password reset, email verification): only a SHA-256 of the token is stored.
+ * A token is dead once used, expired, or replaced; a reset token also dies with any change of password.
+ */
+export const accountTokens = pgTable('account_tokens', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  userId: uuid('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+  purpose: text('purpose', { enum: ['password_reset', 'email_verify'] }).notNull(),
+  tokenHash: text('token_hash').notNull(),
+  // The address the token was sent to: a verification proves that address, and no other.
+  email: text('email').notNull(),
+  createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull()
+}, (t) => [
+  uniqueIndex('account_tokens_token_hash_key').on(t.tokenHash),
+  index('account_tokens_user_id_idx').on(t.userId, t.purpose)
+])
+
+export type AccountTokenRow = typeof accountTokens.$inferSelect
+
+/**
+ * Messages waiting to be sent, written in the transaction that makes what they carry (a token), sent by a
+ * background sender (SELECT ... FOR UPDATE SKIP LOCKED, so that each goes once with several instances), deleted
+ * once sent. A message past expires_at is dropped unsent: the link in it is dead by then.
+ */
+export const outbox = pgTable('outbox', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  recipient: text('recipient').notNull(),
+  subject: text('subject').notNull(),
+  textBody: text('text_body').notNull(),
+  htmlBody: text('html_body').notNull(),
+  createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  expiresAt: timestamp('expires_at', { withTimezone: true, mode: 'date' }).notNull(),
+  attempts: integer('attempts').notNull().default(0),
+  nextAttemptAt: timestamp('next_attempt_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  lastError: text('last_error')
+}, (t) => [
+  index('outbox_next_attempt_at_idx').on(t.nextAttemptAt)
+])
+
+export type OutboxRow = typeof outbox.$inferSelect

@@ -56,6 +56,7 @@ interface RawUser {
   created_at: string | Date
   updated_at: string | Date
   disabled_at: string | Date | null
+  email_verified: boolean
 }
 
 const fromRaw = (row: RawUser): UserRow => ({
@@ -65,7 +66,8 @@ const fromRaw = (row: RawUser): UserRow => ({
   passwordHash: row.password_hash,
   createdAt: new Date(row.created_at),
   updatedAt: new Date(row.updated_at),
-  disabledAt: row.disabled_at === null ? null : new Date(row.disabled_at)
+  disabledAt: row.disabled_at === null ? null : new Date(row.disabled_at),
+  emailVerified: row.email_verified
 })
 
 const PLAUSIBLE_LOGIN = /^[^\p{Cc}]{1,254}$/u
