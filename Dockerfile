@@ -5,6 +5,8 @@
 #          (a separate step before a rollout; then run the instances with MIGRATE_ON_START=false)
 # Admin:   echo "$PASSWORD" | docker run --rm -i -e DATABASE_URL=postgres://... auth-service node dist/users-create.js --username admin --email admin@example.com --role admin
 #          (the first administrator; or ADMIN_USERNAME, ADMIN_EMAIL and ADMIN_PASSWORD_FILE at start)
+# Import:  docker run --rm -i -v "$PWD:/in" -e DATABASE_URL=postgres://... auth-service node dist/users-import.js /in/users.csv
+#          (users of another app with their bcrypt, pbkdf2-sha256 or argon2 hashes: docs/import.md)
 # .ci/prod-smoke.sh runs these same steps without Docker.
 
 # Compiles src/ to dist/ with the full (dev) dependencies.

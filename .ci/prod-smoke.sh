@@ -70,6 +70,20 @@ ADMIN_PASSWORD="smoke administrator password"
 echo "$ADMIN_PASSWORD" | (cd "$WORK/app" && "${RUN_ENV[@]}" node dist/users-create.js --username "$ADMIN_NAME" --email "$ADMIN_NAME@example.com" --role admin) \
   || fail "node dist/users-create.js failed"
 
+echo "== node dist/users-import.js (users of another app, with passlib's bcrypt and pbkdf2-sha256 hashes)"
+IMPORTED_NAME="imported_$(openssl rand -hex 4)"
+IMPORTED_PASSWORD="password from the old app"
+IMPORTED_HASH="$(cd "$WORK/app" && node -e 'console.log(require("bcryptjs").hashSync(process.argv[1], 4))' "$IMPORTED_PASSWORD")" \
+  || fail "could not make a bcrypt hash with the runtime's bcryptjs"
+# The second user's hash is passlib's published pbkdf2-sha256 vector for the password "password".
+PASSLIB_NAME="passlib_$(openssl rand -hex 4)"
+printf 'username,email,password_hash\n%s,%s@example.com,%s\n%s,%s@example.com,%s\n' \
+  "$IMPORTED_NAME" "$IMPORTED_NAME" "$IMPORTED_HASH" \
+  "$PASSLIB_NAME" "$PASSLIB_NAME" '$pbkdf2-sha256$1212$4vjV83LKPjQzk31VI4E0Vw$hsYF68OiOUPdDZ1Fg.fJPeq1h/gXXY7acBp9/6c.tmQ' >"$WORK/users.csv"
+IMPORT_OUTPUT="$(cd "$WORK/app" && "${RUN_ENV[@]}" node dist/users-import.js "$WORK/users.csv" 2>&1)" || fail "node dist/users-import.js failed: $IMPORT_OUTPUT"
+[ "$IMPORT_OUTPUT" = "imported 2, skipped 0" ] || fail "node dist/users-import.js printed '$IMPORT_OUTPUT', expected 'imported 2, skipped 0'"
+echo "$IMPORT_OUTPUT"
+
 # The node flags of the image's CMD (["node", ...flags, "dist/server.js"]).
 FLAGS_LINE="$(npx --no-install tsx scripts/image-runtime.ts flags)" || fail "Dockerfile: no exec-form CMD [\"node\", ..., script]"
 read -r -a NODE_FLAGS <<<"$FLAGS_LINE"
@@ -116,6 +130,20 @@ ADMIN_TOKEN="$(node -e 'console.log(JSON.parse(require("fs").readFileSync(proces
 expect 200 "$WORK/admin-users.json" "$BASE/admin/users?q=$USERNAME" -H "authorization: Bearer $ADMIN_TOKEN"
 grep -q "\"username\":\"$USERNAME\"" "$WORK/admin-users.json" || fail "GET /admin/users?q= did not list $USERNAME: $(cat "$WORK/admin-users.json")"
 echo "GET /admin/users as the administrator the CLI created: 200"
+expect 401 "$WORK/imported-wrong.json" -X POST "$BASE/auth/token" --data-urlencode "username=$IMPORTED_NAME" --data-urlencode "password=password"
+expect 200 "$WORK/imported-token.json" -X POST "$BASE/auth/token" --data-urlencode "username=$IMPORTED_NAME" --data-urlencode "password=$IMPORTED_PASSWORD"
+expect 200 "$WORK/passlib-token.json" -X POST "$BASE/auth/token" --data-urlencode "username=$PASSLIB_NAME" --data-urlencode "password=password"
+# The first successful login replaced the imported hash with argon2id.
+REHASHED="$(cd "$WORK/app" && SMOKE_URL="$DATABASE_URL" SMOKE_USER="$IMPORTED_NAME" node --input-type=module -e '
+  const { default: postgres } = await import("postgres")
+  const sql = postgres(process.env.SMOKE_URL, { max: 1, onnotice: () => {}, connect_timeout: 10 })
+  try {
+    const [row] = await sql`select password_hash from users where username = ${process.env.SMOKE_USER}`
+    console.log(row?.password_hash.split("$")[1])
+  } finally { await sql.end({ timeout: 5 }) }
+')"
+[ "$REHASHED" = argon2id ] || fail "the imported user's hash is '$REHASHED' after a login, expected argon2id"
+echo "POST /auth/token as the users node dist/users-import.js imported (bcrypt, pbkdf2-sha256): 200 with the old password, 401 without; rehashed to argon2id"
 
 echo "== SIGTERM"
 kill -TERM "$SERVER_PID"

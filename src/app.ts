@@ -17,6 +17,8 @@ import notFound from './plugins/not-found.js'
 import users from './plugins/users.js'
 import adminBootstrap from './plugins/admin-bootstrap.js'
 import sessions from './plugins/sessions.js'
+import mail from './plugins/mail.js'
+import accounts from './plugins/accounts.js'
 import auth from './plugins/auth.js'
 import healthRoutes from './routes/health.js'
 import authRoutes from './routes/auth/index.js'
@@ -68,6 +70,8 @@ export function createApp (config: Config, options: BuildOptions = {}): FastifyI
     app.register(users)
     app.register(adminBootstrap)
     app.register(sessions)
+    app.register(mail)
+    app.register(accounts)
   }
   app.register(auth)
 

@@ -69,7 +69,12 @@ export const Problems = {
   // A route whose rate limit fails closed, while the shared counter store (Redis) does not answer.
   rateLimitUnavailable: () =>
     new ProblemError(503, 'rate_limit_unavailable', 'Rate limiting is unavailable; retry shortly', { 'retry-after': '1' }),
-  unavailable: (detail: string) => new ProblemError(503, 'unavailable', detail)
+  unavailable: (detail: string) => new ProblemError(503, 'unavailable', detail),
+  // A reset or verification token from an email: bad, used and expired look the same (nothing to probe).
+  invalidEmailToken: () => new ProblemError(400, 'invalid_token', 'The link is invalid, expired or already used'),
+  // Production without SMTP_URL: the routes that send email cannot do their job (docs/email.md).
+  emailUnavailable: () =>
+    new ProblemError(503, 'email_unavailable', 'Sending email is not configured on this service', { 'retry-after': '3600' })
 }
 
 /** An RFC 6749 section 5.2 error: the token endpoint answers only these. */
@@ -104,6 +109,8 @@ export const OAuthErrors = {
     new OAuthError(401, 'invalid_grant', 'Incorrect username or password', { 'www-authenticate': 'Bearer' }),
   // Said only to someone who gave the right password.
   accountDisabled: () => new OAuthError(401, 'invalid_grant', 'Account is disabled', { 'www-authenticate': 'Bearer' }),
+  // REQUIRE_VERIFIED_EMAIL, after the right password only: a guesser learns nothing from it.
+  emailNotVerified: () => new OAuthError(401, 'invalid_grant', 'Email address is not verified', { 'www-authenticate': 'Bearer' }),
   // RFC 6749 section 5.2: malformed, or more than the user (or, on a refresh, the session) holds.
   invalidScope: (description: string) => new OAuthError(400, 'invalid_scope', description),
   payloadTooLarge: (limit: number) => new OAuthError(413, 'invalid_request', `Request body is larger than ${limit} bytes`),

@@ -8,6 +8,7 @@ import { openDatabase } from './db/client.js'
 import { registrationProblems } from './schemas/user.js'
 import { HashPool } from './services/hash-pool.js'
 import { createPasswordHasher } from './services/password-hasher.js'
+import { createPasswordPolicy } from './services/password-policy.js'
 import { createUserService } from './services/users.js'
 
 const USAGE = 'usage: npm run users:create -- --username NAME --email ADDRESS [--role ROLE]... (password on standard input)'
@@ -68,6 +69,9 @@ try {
 const password = await readPassword()
 const input = { username: options.username, email: options.email, password }
 const problems = registrationProblems(input)
+// The same policy as every other place a password is set (services/password-policy.ts).
+const weak = problems.length > 0 ? undefined : await createPasswordPolicy({ minLength: config.PASSWORD_MIN_LENGTH }).problem(password, input)
+if (weak !== undefined) problems.push(`password: ${weak}`)
 if (problems.length > 0) fail(`The user was not created:\n  ${problems.join('\n  ')}`, 2)
 
 const database = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR, poolMax: 2 })

@@ -1,3 +1,4 @@
+import bcrypt from 'bcryptjs'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHmac, randomBytes, randomUUID } from 'node:crypto'
 import { once } from 'node:events'
@@ -401,3 +402,8 @@ export async function registerAdmin (app: FastifyInstance): Promise<Registered &
 
 /** Inject options sent with a bearer token. */
 export const as = (token: string, options: InjectOptions): InjectOptions => ({ ...options, headers: { ...options.headers, ...bearer(token) } })
+
+/** A bcrypt hash as another app stored it (passlib writes $2b$, PHP $2y$, old libraries $2a$: one algorithm). */
+export function bcryptHash (password: string, { cost, version = '2b' }: { cost: number, version?: '2a' | '2b' | '2y' }): string {
+  return bcrypt.hashSync(password, cost).replace(/^\$2[aby]\$/, `$${version}$`)
+}

@@ -20,6 +20,8 @@ export default fp(async (app) => {
   }
   const input = { username: ADMIN_USERNAME, email: ADMIN_EMAIL, password }
   const problems = registrationProblems(input)
+  const weak = problems.length > 0 ? undefined : await app.passwordPolicy.problem(password, input)
+  if (weak !== undefined) problems.push(`password: ${weak}`)
   if (problems.length > 0) throw new ConfigError(problems.map(p => p.replace(/^(\w+):/, (_, field: string) => `${SETTING_OF[field] ?? field}:`)))
   const outcome = await app.users.ensureAdmin(input)
   if (outcome === 'created') app.log.info({ username: ADMIN_USERNAME }, 'administrator created from ADMIN_USERNAME')

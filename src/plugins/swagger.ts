@@ -4,7 +4,7 @@ import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { ProblemSchema } from '../schemas/problem.js'
 import { OAuthErrorSchema, TokenResponseSchema } from '../schemas/oauth.js'
-import { UserSchema } from '../schemas/user.js'
+import { AcceptedSchema, UserSchema } from '../schemas/user.js'
 import { SessionSchema } from '../schemas/session.js'
 import { AdminUserSchema, RoleSchema } from '../schemas/admin.js'
 import { OAUTH2_SCHEME } from '../schemas/security.js'
@@ -21,7 +21,7 @@ const SCOPE_DESCRIPTIONS: Record<(typeof ADMIN_SCOPES)[number], string> = {
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
 
 export default fp(async (app) => {
-  for (const schema of [ProblemSchema, OAuthErrorSchema, TokenResponseSchema, UserSchema, SessionSchema, AdminUserSchema, RoleSchema]) app.addSchema(schema)
+  for (const schema of [ProblemSchema, OAuthErrorSchema, TokenResponseSchema, UserSchema, AcceptedSchema, SessionSchema, AdminUserSchema, RoleSchema]) app.addSchema(schema)
 
   await app.register(swagger, {
     openapi: {
@@ -37,6 +37,7 @@ export default fp(async (app) => {
       tags: [
         { name: 'auth', description: 'Registration and tokens' },
         { name: 'users', description: 'The signed-in user' },
+        { name: 'account', description: 'Password reset and email verification, by links sent in email' },
         { name: 'admin', description: 'Administration of users and roles (scopes users:read, users:write, roles:write)' },
         { name: 'health', description: 'Liveness and readiness' }
       ],

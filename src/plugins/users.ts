@@ -5,17 +5,19 @@ import { createPasswordHasher, type PasswordHasher } from '../services/password-
 import { createUserService, type UserService } from '../services/users.js'
 import { createAdminUserService, type AdminUserService } from '../services/admin-users.js'
 import { createRoleService, type RoleService } from '../services/roles.js'
+import { createPasswordPolicy, type PasswordPolicy } from '../services/password-policy.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     passwordHasher: PasswordHasher
+    passwordPolicy: PasswordPolicy
     users: UserService
     adminUsers: AdminUserService
     roles: RoleService
   }
 }
 
-/** The password hasher on its thread pool, and the user services on top of it (the users' own, administration). */
+/** The password hasher on its thread pool, the password policy, and the user services on top of it (the users' own, administration). */
 export default fp(async (app) => {
   const { ARGON2_MEMORY_KIB, ARGON2_TIME_COST, ARGON2_PARALLELISM, PASSWORD_HASH_THREADS, USER_CACHE_TTL_MS } = app.config
   // One argon2 thread per core unless PASSWORD_HASH_THREADS says otherwise, reniced below the event loop.
@@ -27,6 +29,10 @@ export default fp(async (app) => {
     parallelism: ARGON2_PARALLELISM
   }, pool, (operation, seconds) => { app.metrics.passwordHash.observe({ operation }, seconds) })
   app.decorate('passwordHasher', passwordHasher)
+  // The list of breached passwords loads on a worker thread from here on; the first check waits for it if need be.
+  const passwordPolicy = createPasswordPolicy({ minLength: app.config.PASSWORD_MIN_LENGTH })
+  passwordPolicy.preload()
+  app.decorate('passwordPolicy', passwordPolicy)
   app.decorate('users', createUserService(app.database.db, passwordHasher, { ttlMs: USER_CACHE_TTL_MS }))
   app.decorate('adminUsers', createAdminUserService(app.database.db))
   app.decorate('roles', createRoleService(app.database.db))

@@ -3,7 +3,7 @@ import { Type } from '@sinclair/typebox'
 import { Problems } from '../errors.js'
 import { problemResponses } from '../schemas/problem.js'
 import { SessionIdParamsSchema, SessionListSchema, toSession } from '../schemas/session.js'
-import { toUser, UserSchema } from '../schemas/user.js'
+import { passwordField, toUser, UserSchema } from '../schemas/user.js'
 import { requireAuthentication } from '../plugins/auth.js'
 import { audit } from '../services/audit.js'
 
@@ -22,6 +22,57 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
     // A valid token of a user who no longer exists proves nothing.
     if (user === undefined) throw Problems.invalidToken()
     return toUser(user)
+  })
+
+  app.post('/me/password', {
+    schema: {
+      tags: ['users'],
+      summary: 'Change the signed-in user\'s password',
+      description: 'Every other session of the user ends (refused within a second on every instance); this one stays. ' +
+        'Reset links sent before die. A wrong `current_password` is 400 naming that field.',
+      operationId: 'changePassword',
+      body: Type.Object({
+        current_password: Type.String({ minLength: 1, maxLength: 1024 }),
+        new_password: passwordField()
+      }, { title: 'ChangePasswordRequest' }),
+      response: { 204: Type.Null({ description: 'Changed' }), ...problemResponses(400, 401, 413, 415, 429, 500) }
+    }
+  }, async (request, reply) => {
+    const { current_password: current, new_password: next } = request.body
+    const outcome = await app.accounts.changePassword(request.user.sub, request.user.sid, current, next)
+    if (!outcome.ok) {
+      if ('reason' in outcome) throw Problems.invalidToken()
+      if (outcome.field === 'current_password') audit(request, 'password_change_failed', { user_id: request.user.sub, reason: 'wrong_password' })
+      throw Problems.validation([{ field: outcome.field, message: outcome.message }])
+    }
+    audit(request, 'password_changed', { user_id: request.user.sub, sessions_ended: outcome.ended })
+    return await reply.code(204).send(null)
+  })
+
+  app.delete('/me', {
+    schema: {
+      tags: ['users'],
+      summary: 'Delete the signed-in user\'s account',
+      description: 'Needs the password. The user and their sessions are gone; their tokens are refused within a second on ' +
+        'every instance. The last administrator cannot leave (409).',
+      operationId: 'deleteCurrentUser',
+      body: Type.Object({ password: Type.String({ minLength: 1, maxLength: 1024 }) }, { title: 'DeleteAccountRequest' }),
+      response: { 204: Type.Null({ description: 'Deleted' }), ...problemResponses(400, 401, 409, 413, 415, 429, 500) }
+    }
+  }, async (request, reply) => {
+    const id = request.user.sub
+    const found = await app.adminUsers.get(id)
+    if (found === undefined) throw Problems.invalidToken()
+    if (!await app.passwordHasher.verify(found.row.passwordHash, request.body.password)) {
+      audit(request, 'account_deletion_failed', { user_id: id, reason: 'wrong_password' })
+      throw Problems.validation([{ field: 'password', message: 'is not the current password' }])
+    }
+    const outcome = await app.adminUsers.remove(id)
+    if (!outcome.ok) throw outcome.reason === 'last_admin' ? Problems.lastAdmin() : Problems.invalidToken()
+    app.users.forget(id)
+    await app.sessions.announce(outcome.ended)
+    audit(request, 'account_deleted', { user_id: id, sessions_ended: outcome.ended.length })
+    return await reply.code(204).send(null)
   })
 
   app.get('/me/sessions', {

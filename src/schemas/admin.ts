@@ -8,6 +8,7 @@ const ADMIN_USER_EXAMPLE = {
   id: '0b5e3c1e-8f0a-4c6e-9a57-3d2f1b7c9e41',
   username: 'alice',
   email: 'alice@example.com',
+  email_verified: true,
   created_at: '2026-11-23T10:00:00.000Z',
   disabled: false,
   roles: ['admin', 'user']
@@ -23,6 +24,7 @@ export const AdminUserSchema = Type.Object({
   id: Type.String({ format: 'uuid' }),
   username: Type.String(),
   email: Type.String({ format: 'email' }),
+  email_verified: Type.Boolean({ description: 'Proven by a link sent to the address; false again when the address changes' }),
   created_at: Type.String({ format: 'date-time' }),
   disabled: Type.Boolean({ description: 'A disabled user cannot log in; their sessions ended when they were disabled' }),
   roles: Type.Array(Type.String())
@@ -49,8 +51,9 @@ export const AdminCreateUserSchema = Type.Object({
 export const AdminUpdateUserSchema = Type.Object({
   email: Type.Optional(RegisterBodySchema.properties.email),
   roles: Type.Optional(RoleNamesSchema),
-  disabled: Type.Optional(Type.Boolean({ description: 'true ends the user\'s sessions and refuses their logins' }))
-}, { title: 'AdminUpdateUser', minProperties: 1, description: 'Taking a role away or disabling the user ends their sessions' })
+  disabled: Type.Optional(Type.Boolean({ description: 'true ends the user\'s sessions and refuses their logins' })),
+  email_verified: Type.Optional(Type.Boolean({ description: 'Marks the address as verified (or not) without a link' }))
+}, { title: 'AdminUpdateUser', minProperties: 1, description: 'Taking a role away or disabling the user ends their sessions. A new email is unverified (a link is sent to it) unless `email_verified` says otherwise' })
 
 export const RoleSchema = Type.Object({
   name: Type.String(),
@@ -78,7 +81,7 @@ export const RoleDefinitionSchema = Type.Object({
 export type AdminUser = Static<typeof AdminUserSchema>
 
 export function toAdminUser ({ row, roles }: ManagedUser): AdminUser {
-  return { id: row.id, username: row.username, email: row.email, created_at: row.createdAt.toISOString(), disabled: row.disabledAt !== null, roles }
+  return { id: row.id, username: row.username, email: row.email, email_verified: row.emailVerified, created_at: row.createdAt.toISOString(), disabled: row.disabledAt !== null, roles }
 }
 
 export function toRole (row: RoleRow): Static<typeof RoleSchema> {

@@ -4,10 +4,17 @@ import type { UserRow } from '../db/schema.js'
 
 export const USERNAME_PATTERN = '^[A-Za-z0-9_.-]+$'
 
+/** The password policy in a sentence, for the document (services/password-policy.ts applies it). */
+export const PASSWORD_RULES = 'At least PASSWORD_MIN_LENGTH (default 8) and at most 128 characters of any Unicode, compared exactly; ' +
+  'not a common or breached password, and not containing the username or the email address\'s local part'
+
+/** A password field: the length bounds every policy shares; the rest is checked by the policy. */
+export const passwordField = (description = PASSWORD_RULES) => Type.String({ minLength: 8, maxLength: 128, description })
+
 export const RegisterBodySchema = Type.Object({
   username: Type.String({ minLength: 3, maxLength: 32, pattern: USERNAME_PATTERN, description: '3-32 letters, digits, `_`, `.` or `-`; unique without regard to case', examples: ['alice'] }),
   email: Type.String({ format: 'email', maxLength: 254, description: 'Unique without regard to case', examples: ['alice@example.com'] }),
-  password: Type.String({ minLength: 8, maxLength: 128, description: '8-128 characters, any Unicode; compared exactly', examples: ['correct horse battery staple'] })
+  password: Type.String({ minLength: 8, maxLength: 128, description: PASSWORD_RULES, examples: ['correct horse battery staple'] })
 }, { title: 'RegisterRequest' })
 
 export type RegisterBody = Static<typeof RegisterBodySchema>
@@ -16,19 +23,25 @@ export const UserSchema = Type.Object({
   id: Type.String({ format: 'uuid' }),
   username: Type.String(),
   email: Type.String({ format: 'email' }),
+  email_verified: Type.Boolean({ description: 'Whether the user has opened a verification link sent to this address' }),
   created_at: Type.String({ format: 'date-time' })
 }, {
   $id: 'User',
   title: 'User',
   additionalProperties: false,
-  examples: [{ id: '0b5e3c1e-8f0a-4c6e-9a57-3d2f1b7c9e41', username: 'alice', email: 'alice@example.com', created_at: '2026-11-23T10:00:00.000Z' }]
+  examples: [{ id: '0b5e3c1e-8f0a-4c6e-9a57-3d2f1b7c9e41', username: 'alice', email: 'alice@example.com', email_verified: true, created_at: '2026-11-23T10:00:00.000Z' }]
 })
 
 export type User = Static<typeof UserSchema>
 
+/** An answer to a request whose work goes on after it (an email on its way). */
+export const AcceptedSchema = Type.Object({
+  detail: Type.String({ description: 'What happens next, in words a person can read' })
+}, { $id: 'Accepted', title: 'Accepted', additionalProperties: false, examples: [{ detail: 'A message with a link is on its way' }] })
+
 /** What a client sees of a user: never the password hash. */
 export function toUser (row: UserRow): User {
-  return { id: row.id, username: row.username, email: row.email, created_at: row.createdAt.toISOString() }
+  return { id: row.id, username: row.username, email: row.email, email_verified: row.emailVerified, created_at: row.createdAt.toISOString() }
 }
 
 // What Fastify's validator (ajv-formats) takes as an email, for the checks made outside a request.

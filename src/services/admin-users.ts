@@ -19,6 +19,8 @@ export interface UserChanges {
   email?: string
   roles?: string[]
   disabled?: boolean
+  /** Set as given; a changed email without it is unverified. */
+  email_verified?: boolean
 }
 
 export type ChangeOutcome =
@@ -144,6 +146,9 @@ export function createAdminUserService (db: Database): AdminUserService {
           changed.push('email')
         }
         if (changes.disabled !== undefined && changes.disabled !== (current.row.disabledAt !== null)) changed.push(changes.disabled ? 'disabled' : 'enabled')
+        // A new address is unverified until proven, unless the administrator says otherwise.
+        const verified = changes.email_verified ?? (changed.includes('email') ? false : current.row.emailVerified)
+        if (verified !== current.row.emailVerified) changed.push('email_verified')
         if (removed.length > 0 || added.length > 0) changed.push('roles')
         if (changed.length === 0) return { ok: true, user: current, changed, endSessions: false }
 
@@ -151,6 +156,7 @@ export function createAdminUserService (db: Database): AdminUserService {
           ...(changed.includes('email') ? { email: changes.email } : {}),
           ...(changed.includes('disabled') ? { disabledAt: sql`now()` } : {}),
           ...(changed.includes('enabled') ? { disabledAt: null } : {}),
+          ...(changed.includes('email_verified') ? { emailVerified: verified } : {}),
           updatedAt: sql`now()`
         }).where(eq(users.id, id)).returning()
         if (removed.length > 0) await tx.delete(userRoles).where(and(eq(userRoles.userId, id), inArray(userRoles.roleName, removed)))

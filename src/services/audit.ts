@@ -19,6 +19,14 @@ export type AuditEvent =
   | 'admin_sessions_ended'
   | 'admin_role_saved'
   | 'admin_role_deleted'
+  | 'password_changed'
+  | 'password_change_failed'
+  | 'password_reset_requested'
+  | 'password_reset'
+  | 'email_verification_sent'
+  | 'email_verified'
+  | 'account_deleted'
+  | 'account_deletion_failed'
 
 export interface AuditFields {
   user_id?: string

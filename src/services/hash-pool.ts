@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module'
 import { Worker } from 'node:worker_threads'
 import type { Options } from '@node-rs/argon2'
+import { BCRYPT_HASH, HASH_COST_LIMITS, PBKDF2_SHA256_HASH } from './hash-formats.js'
 
 export interface HashJob {
   id: number
@@ -20,17 +21,41 @@ export interface HashResult {
 // The worker's code, evaluated as a script so that it runs the same from src/ under tsx and from dist/. It renices
 // its own thread (Linux: /proc/thread-self names it, and setpriority on a thread id applies to that thread alone;
 // elsewhere it stays at normal priority), then hashes and verifies synchronously, one job at a time.
+// A verify routes by the stored hash's prefix: argon2 (the service's own), or bcrypt and passlib's pbkdf2-sha256
+// (users imported from other apps, rehashed to argon2id at their first login); any other hash is an error.
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads')
+const { pbkdf2Sync, timingSafeEqual } = require('node:crypto')
 const { readlinkSync } = require('node:fs')
 const { setPriority } = require('node:os')
-const { hashSync, verifySync } = require(workerData.argon2)
+const argon2 = require(workerData.argon2)
+const bcrypt = require(workerData.bcrypt)
+const { limits } = workerData
+const BCRYPT = ${BCRYPT_HASH}
+const PBKDF2_SHA256 = ${PBKDF2_SHA256_HASH}
 try { setPriority(Number(readlinkSync('/proc/thread-self').split('/').pop()), workerData.niceness) } catch {}
+const ab64 = (text) => Buffer.from(text.replaceAll('.', '+'), 'base64')
+function verify (storedHash, password) {
+  if (storedHash.startsWith('$argon2')) return argon2.verifySync(storedHash, password)
+  let match = BCRYPT.exec(storedHash)
+  if (match !== null) {
+    if (Number(match[1]) > limits.bcryptCost) throw new Error('bcrypt cost above the limit')
+    return bcrypt.compareSync(password, storedHash)
+  }
+  match = PBKDF2_SHA256.exec(storedHash)
+  if (match !== null) {
+    const rounds = Number(match[1])
+    if (rounds > limits.pbkdf2Rounds) throw new Error('pbkdf2-sha256 rounds above the limit')
+    const derived = pbkdf2Sync(password, ab64(match[2]), rounds, 32, 'sha256')
+    return timingSafeEqual(derived, ab64(match[3]))
+  }
+  throw new Error('unsupported password hash format')
+}
 parentPort.on('message', (job) => {
   const started = performance.now()
   let reply
   try {
-    const value = job.operation === 'hash' ? hashSync(job.password, job.options) : verifySync(job.storedHash, job.password)
+    const value = job.operation === 'hash' ? argon2.hashSync(job.password, job.options) : verify(job.storedHash, job.password)
     reply = { id: job.id, value, seconds: (performance.now() - started) / 1000 }
   } catch (error) {
     reply = { id: job.id, error: String(error && error.message), seconds: (performance.now() - started) / 1000 }
@@ -38,7 +63,9 @@ parentPort.on('message', (job) => {
   parentPort.postMessage(reply)
 })
 `
-const ARGON2 = createRequire(import.meta.url).resolve('@node-rs/argon2')
+const resolve = createRequire(import.meta.url).resolve
+const ARGON2 = resolve('@node-rs/argon2')
+const BCRYPT = resolve('bcryptjs')
 
 interface Pending {
   job: HashJob
@@ -47,8 +74,9 @@ interface Pending {
 }
 
 /**
- * argon2id on a fixed set of worker threads, one per core by default, each reniced (10): password hashing uses every
- * core when nothing else wants them, and yields to the event loop, so token checks stay fast during a login storm.
+ * argon2id, and the verification of imported hashes, on a fixed set of worker threads, one per core by default, each
+ * reniced (10): password hashing uses every core when nothing else wants them, and yields to the event loop, so token
+ * checks stay fast during a login storm.
  * Jobs beyond the pool's size wait in a queue instead of competing for the cores and the memory.
  */
 export class HashPool {
@@ -67,7 +95,7 @@ export class HashPool {
     // allocated natively, outside these limits).
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { niceness, argon2: ARGON2 },
+      workerData: { niceness, argon2: ARGON2, bcrypt: BCRYPT, limits: HASH_COST_LIMITS },
       resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 16 }
     })
     worker.unref()

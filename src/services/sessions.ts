@@ -1,5 +1,5 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
-import { and, desc, eq, gt, inArray, isNull, sql } from 'drizzle-orm'
+import { and, desc, eq, gt, inArray, isNull, ne, sql } from 'drizzle-orm'
 import { preparedStatement } from '../adapters/drizzle-prepared-statement.js'
 import type { Database } from '../db/client.js'
 import { refreshTokens, sessions, userRoles, users, type SessionRow, type UserRow } from '../db/schema.js'
@@ -23,6 +23,8 @@ export interface EndTarget {
   userId?: string
   sessionId?: string
   roleName?: string
+  /** A session spared (the caller's, when a password change ends the others). */
+  exceptSessionId?: string
 }
 
 export type RefreshOutcome =
@@ -79,6 +81,7 @@ export function createSessionService (db: Database, policy: SessionPolicy, onEnd
     }
     if (target.sessionId !== undefined) conditions.push(eq(sessions.id, target.sessionId))
     if (conditions.length === 1) throw new Error('end() needs a user or a session')
+    if (target.exceptSessionId !== undefined) conditions.push(ne(sessions.id, target.exceptSessionId))
     const ended = await db.update(sessions)
       .set({ endedAt: sql`now()`, endReason: reason })
       .where(and(...conditions))

@@ -21,7 +21,9 @@ export const AccessClaimsSchema = Type.Object({
   jti: Type.String({ minLength: 1 }),
   // RFC 9068 sections 2.2.3 and 2.2.3.1. Optional: tokens issued before roles existed stay valid until they expire.
   scope: Type.Optional(Type.String()),
-  roles: Type.Optional(Type.Array(Type.String()))
+  roles: Type.Optional(Type.Array(Type.String())),
+  // OpenID Connect Core section 5.1. Optional: tokens issued before verification existed stay valid until they expire.
+  email_verified: Type.Optional(Type.Boolean())
 })
 
 export type AccessClaims = Static<typeof AccessClaimsSchema>
@@ -36,6 +38,7 @@ export interface AccessTokenPayload {
   jti: string
   scope: string
   roles: string[]
+  email_verified: boolean
 }
 
 /** What a token is issued for: the granted scopes (space-delimited) and the user's role names. */
@@ -61,15 +64,15 @@ export interface TokenServiceOptions {
 }
 
 export interface TokenService {
-  issue: (user: Pick<UserRow, 'id' | 'username'>, sessionId: string, grant: TokenGrant) => IssuedToken
+  issue: (user: Pick<UserRow, 'id' | 'username' | 'emailVerified'>, sessionId: string, grant: TokenGrant) => IssuedToken
   /** The claims of a valid bearer token in an Authorization header, without the session check; throws a 401 problem. */
   verify: (authorization: string | undefined) => AccessClaims
   /** The session of an access token whose signature, issuer and audience check out, even if expired; else undefined. */
   sessionOf: (token: string) => string | undefined
 }
 
-export function accessTokenPayload (user: Pick<UserRow, 'id' | 'username'>, sessionId: string, grant: TokenGrant): AccessTokenPayload {
-  return { sub: user.id, sid: sessionId, preferred_username: user.username, jti: randomUUID(), scope: grant.scope, roles: grant.roles }
+export function accessTokenPayload (user: Pick<UserRow, 'id' | 'username' | 'emailVerified'>, sessionId: string, grant: TokenGrant): AccessTokenPayload {
+  return { sub: user.id, sid: sessionId, preferred_username: user.username, jti: randomUUID(), scope: grant.scope, roles: grant.roles, email_verified: user.emailVerified }
 }
 
 const BEARER = /^Bearer +(\S*) *$/i

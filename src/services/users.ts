@@ -1,4 +1,4 @@
-import { eq, inArray, sql } from 'drizzle-orm'
+import { and, eq, inArray, sql } from 'drizzle-orm'
 import { preparedStatement } from '../adapters/drizzle-prepared-statement.js'
 import type { Database } from '../db/client.js'
 import { roles, userRoles, users, type UserRow } from '../db/schema.js'
@@ -171,7 +171,9 @@ export function createUserService (db: Database, hasher: PasswordHasher, cacheOp
       if (row.disabledAt !== null) return { ok: false, reason: 'disabled', userId: row.id }
       if (hasher.needsRehash(row.passwordHash)) {
         const passwordHash = await hasher.hash(password)
-        const [updated] = await db.update(users).set({ passwordHash, updatedAt: new Date() }).where(eq(users.id, row.id)).returning()
+        // Only over the hash that was verified: a password changed or reset meanwhile is never undone by this.
+        const [updated] = await db.update(users).set({ passwordHash, updatedAt: new Date() })
+          .where(and(eq(users.id, row.id), eq(users.passwordHash, row.passwordHash))).returning()
         if (updated !== undefined) remember(updated)
         return { ok: true, user: updated ?? { ...row, passwordHash } }
       }

@@ -73,7 +73,8 @@ async function loadCompose (text: string, baseDir: string): Promise<ComposeServi
 /** Third-party images and the variables of their own they may be given. */
 const THIRD_PARTY: Array<{ image: RegExp, own: RegExp | undefined }> = [
   { image: /^postgres:/, own: /^POSTGRES_/ },
-  { image: /^redis:/, own: undefined }
+  { image: /^redis:/, own: undefined },
+  { image: /^axllent\/mailpit(:|$)/, own: /^MP_/ }
 ]
 
 /** Every variable a service sets that is not a setting of ConfigSchema (nor, for postgres, one of its own). */

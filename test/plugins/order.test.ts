@@ -6,6 +6,7 @@ import metrics from '../../src/plugins/metrics.js'
 import notFound from '../../src/plugins/not-found.js'
 import users from '../../src/plugins/users.js'
 import sessions from '../../src/plugins/sessions.js'
+import mail from '../../src/plugins/mail.js'
 import auth from '../../src/plugins/auth.js'
 import { testConfig } from '../helper.js'
 
@@ -15,6 +16,7 @@ const cases: Array<{ plugin: FastifyPluginAsync, before: FastifyPluginAsync[], m
   { plugin: metrics, before: [], missing: /database/ },
   { plugin: users, before: [], missing: /database/ },
   { plugin: sessions, before: [], missing: /database/ },
+  { plugin: mail, before: [], missing: /database/ },
   { plugin: notFound, before: [errorHandler], missing: /rate-limit/ },
   { plugin: errorHandler, before: [], missing: /config/ }
 ]

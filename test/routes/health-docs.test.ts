@@ -31,7 +31,9 @@ test('GET /openapi.json: when fetched, then an OpenAPI 3.1 document with the OAu
   t.same(Object.keys(flow.scopes).sort(), ['roles:write', 'users:read', 'users:write'], 'the service\'s own scopes, for Authorize to offer')
   t.same(Object.keys(doc.paths).sort(), [
     '/.well-known/jwks.json', '/admin/roles', '/admin/roles/{name}', '/admin/users', '/admin/users/{id}', '/admin/users/{id}/sessions',
-    '/auth/logout', '/auth/register', '/auth/revoke', '/auth/token', '/health/live', '/health/ready', '/users/me', '/users/me/sessions', '/users/me/sessions/{id}'
+    '/auth/email/verify', '/auth/email/verify/resend', '/auth/logout', '/auth/password/forgot', '/auth/password/reset',
+    '/auth/register', '/auth/revoke', '/auth/token', '/health/live', '/health/ready', '/users/me', '/users/me/password',
+    '/users/me/sessions', '/users/me/sessions/{id}'
   ])
   t.same(doc.paths['/admin/users'].get.security, [{ OAuth2PasswordBearer: ['users:read'] }])
   t.same(doc.paths['/users/me'].get.security, [{ OAuth2PasswordBearer: [] }])
@@ -47,6 +49,12 @@ test('GET /openapi.json: when any operation is read, then it has tags, a summary
     'post /auth/register': ['201', '400', '409', '413', '415', '429', '500', '503'],
     'post /auth/token': ['200', '400', '401', '413', '429', '500', '503'],
     'get /users/me': ['200', '401', '429', '500'],
+    'post /users/me/password': ['204', '400', '401', '413', '415', '429', '500'],
+    'delete /users/me': ['204', '400', '401', '409', '413', '415', '429', '500'],
+    'post /auth/password/forgot': ['202', '400', '413', '415', '429', '500', '503'],
+    'post /auth/password/reset': ['204', '400', '413', '415', '429', '500', '503'],
+    'post /auth/email/verify': ['204', '400', '413', '415', '429', '500', '503'],
+    'post /auth/email/verify/resend': ['202', '400', '401', '413', '415', '429', '500', '503'],
     'get /.well-known/jwks.json': ['200', '429', '500'],
     'post /auth/revoke': ['200', '400', '413', '429', '500'],
     'post /auth/logout': ['204', '400', '401', '413', '415', '429', '500'],

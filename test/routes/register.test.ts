@@ -13,7 +13,7 @@ test('POST /auth/register: when the input is valid, then 201 with the user and n
   t.equal(body.username, username)
   t.equal(body.email, `${username}@Example.com`)
   t.ok(!Number.isNaN(Date.parse(body.created_at)))
-  t.same(Object.keys(body).sort(), ['created_at', 'email', 'id', 'username'])
+  t.same(Object.keys(body).sort(), ['created_at', 'email', 'email_verified', 'id', 'username'])
   t.notMatch(res.body, /argon2|password/)
 })
 
@@ -22,7 +22,7 @@ test('POST /auth/register: when unknown fields such as role are sent, then they 
   const username = uniqueName()
   const res = await app.inject(json({ username, email: `${username}@example.com`, password: 'correct horse', role: 'admin', is_superuser: true }))
   t.equal(res.statusCode, 201)
-  t.same(Object.keys(res.json()).sort(), ['created_at', 'email', 'id', 'username'])
+  t.same(Object.keys(res.json()).sort(), ['created_at', 'email', 'email_verified', 'id', 'username'])
 })
 
 test('POST /auth/register: when the username or email is taken in any case, then 409 with the seeds\' message', async (t) => {

@@ -35,7 +35,7 @@ test('GET /users/me: when the token from a login is valid, then 200 with the use
   t.equal(res.statusCode, 200)
   t.match(res.headers['content-type'], /^application\/json/)
   const body = res.json()
-  t.same(Object.keys(body).sort(), ['created_at', 'email', 'id', 'username'])
+  t.same(Object.keys(body).sort(), ['created_at', 'email', 'email_verified', 'id', 'username'])
   t.equal(body.id, user.id)
   t.equal(body.username, user.username)
   t.equal(body.email, user.email)

@@ -27,7 +27,7 @@ function tokenService (keyRing: KeyRing, options: { ttlSeconds?: number, verifie
   return createTokenService({ keyRing, issuer: ISSUER, audience: AUDIENCE, ttlSeconds, sign: (payload) => signer(payload), ...options })
 }
 
-const user = { id: randomUUID(), username: 'alice' }
+const user = { id: randomUUID(), username: 'alice', emailVerified: false }
 const GRANT = { scope: 'orders:read users:read', roles: ['admin', 'user'] }
 const hmacRing = async (): Promise<KeyRing> => await loadKeyRing({ JWT_SECRET: TEST_SECRET, DATA_DIR: NO_DIR })
 
@@ -47,7 +47,7 @@ test('tokens: when a token is issued, then it verifies to the user\'s claims, sc
   const { accessToken, expiresIn } = tokens.issue(user, sessionId, GRANT)
   t.equal(expiresIn, 600)
   const claims = tokens.verify(`Bearer ${accessToken}`)
-  t.match(claims, { sub: user.id, sid: sessionId, preferred_username: 'alice', iss: ISSUER, aud: AUDIENCE, scope: 'orders:read users:read' })
+  t.match(claims, { sub: user.id, sid: sessionId, preferred_username: 'alice', iss: ISSUER, aud: AUDIENCE, scope: 'orders:read users:read', email_verified: false })
   t.same(claims.roles, ['admin', 'user'])
   t.equal(claims.exp - claims.iat, 600)
   t.ok(claims.jti.length > 0)

@@ -62,14 +62,16 @@ const adminUserRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['admin'],
       summary: 'Create a user, with roles',
-      description: 'The password obeys the registration rules. Every user holds the `user` role.',
+      description: 'The password obeys the password policy, as at registration. Every user holds the `user` role. A link to ' +
+        'verify the address is sent to it.',
       operationId: 'adminCreateUser',
       body: AdminCreateUserSchema,
       response: { 201: adminUser, ...problemResponses(400, 401, 403, 409, 413, 415, 429, 500) }
     }
   }, async (request, reply) => {
     const { roles = [], ...input } = request.body
-    if (!input.password.isWellFormed()) throw Problems.validation([{ field: 'password', message: 'must be well-formed Unicode' }])
+    const problem = await app.passwordPolicy.problem(input.password, input)
+    if (problem !== undefined) throw Problems.validation([{ field: 'password', message: problem }])
     const unknown = await app.users.unknownRoles(roles)
     if (unknown.length > 0) throw Problems.validation([{ field: 'roles', message: `no role named ${unknown.join(', ')}` }])
     const created = await app.users.create(input, roles)
@@ -77,6 +79,7 @@ const adminUserRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const user = await app.adminUsers.get(created.id)
     if (user === undefined) throw Problems.notFound('No user with that id')
     audit(request, 'admin_user_created', { user_id: request.user.sub, target_user_id: created.id, changes: ['roles'] })
+    app.inBackground('verification email', async () => await app.accounts.sendVerification(created))
     return await reply.code(201).send(toAdminUser(user))
   })
 
@@ -106,6 +109,7 @@ const adminUserRoutes: FastifyPluginAsyncTypebox = async (app) => {
     app.users.forget(request.params.id)
     if (outcome.endSessions) await app.sessions.end({ userId: request.params.id }, outcome.changed.includes('disabled') ? 'user_disabled' : 'roles_changed')
     if (outcome.changed.length > 0) audit(request, 'admin_user_updated', { user_id: request.user.sub, target_user_id: request.params.id, changes: outcome.changed })
+    if (outcome.changed.includes('email')) app.inBackground('verification email', async () => await app.accounts.sendVerification(outcome.user.row))
     return toAdminUser(outcome.user)
   })
 

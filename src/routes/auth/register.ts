@@ -11,7 +11,8 @@ const registerRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['auth'],
       summary: 'Create a user',
-      description: 'Unknown fields are ignored. The password is stored only as an argon2id hash.',
+      description: 'Unknown fields are ignored. The password is stored only as an argon2id hash. A link to verify the email ' +
+        'address is sent to it (`POST /auth/email/verify`).',
       operationId: 'registerUser',
       security: [],
       body: RegisterBodySchema,
@@ -19,10 +20,13 @@ const registerRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     const { username, email, password } = request.body
-    if (!password.isWellFormed()) throw Problems.validation([{ field: 'password', message: 'must be well-formed Unicode' }])
+    const problem = await app.passwordPolicy.problem(password, { username, email })
+    if (problem !== undefined) throw Problems.validation([{ field: 'password', message: problem }])
     const user = await app.users.register({ username, email, password })
     if (user === undefined) throw Problems.userExists()
     audit(request, 'user_registered', { user_id: user.id })
+    // After the answer: registration takes as long whether or not mail is on, and a slow outbox cannot fail it.
+    app.inBackground('verification email', async () => await app.accounts.sendVerification(user))
     return reply.code(201).send(toUser(user))
   })
 }

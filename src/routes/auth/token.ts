@@ -56,7 +56,7 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return reply.code(oauthError.status).headers({ ...NO_STORE, ...oauthError.headers }).send(oauthError.toBody())
   })
 
-  function tokenResponse (user: Pick<UserRow, 'id' | 'username'>, sessionId: string, refreshToken: string, grant: TokenGrant) {
+  function tokenResponse (user: Pick<UserRow, 'id' | 'username' | 'emailVerified'>, sessionId: string, refreshToken: string, grant: TokenGrant) {
     const { accessToken, expiresIn } = app.tokens.issue(user, sessionId, grant)
     return { access_token: accessToken, token_type: 'bearer' as const, expires_in: expiresIn, scope: grant.scope, refresh_token: refreshToken }
   }
@@ -72,6 +72,13 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
       throw login.reason === 'disabled' ? OAuthErrors.accountDisabled() : OAuthErrors.invalidGrant()
     }
     const { user } = login
+    if (app.config.REQUIRE_VERIFIED_EMAIL && !user.emailVerified) {
+      app.metrics.logins.inc({ outcome: 'unverified' })
+      audit(request, 'login_failed', { user_id: user.id, reason: 'email_not_verified' })
+      // A fresh link (at most one a minute), since the user cannot sign in to ask for one.
+      app.inBackground('verification email', async () => await app.accounts.sendVerification(user, { throttle: true }))
+      throw OAuthErrors.emailNotVerified()
+    }
     const grants = await app.users.grantsOf(user.id)
     const scope = granted(requested, grants.scopes, 'The user')
     const meta = { userAgent: request.headers['user-agent'], ipAddress: request.ip }
