@@ -11,6 +11,7 @@ export function loggerOptions (config: Pick<Config, 'LOG_LEVEL'>): Exclude<Fasti
       censor: '[REDACTED]'
     },
     serializers: {
+      err: serializeError,
       req: (req: { method: string, url: string, ip?: string, id?: string }) => ({
         method: req.method,
         // The query string is dropped whole: a name-based filter is beaten by encodings (access%5Ftoken=...).
@@ -19,4 +20,25 @@ export function loggerOptions (config: Pick<Config, 'LOG_LEVEL'>): Exclude<Fasti
       })
     }
   }
+}
+
+// Properties of database errors that hold a query's parameters (a password hash, an email, a typed password).
+const PARAMETER_KEYS = new Set(['params', 'parameters'])
+const OMITTED = new Set(['message', 'stack', 'cause', ...PARAMETER_KEYS])
+
+/**
+ * Errors as pino's standard serializer writes them (type, message, stack, own fields, cause), except that a database
+ * error never carries its parameters: drizzle's "Failed query: ...\nparams: ..." keeps the query and drops the rest,
+ * in the message and in the stack's first line, and `params`/`parameters` fields are left out, at any depth of cause.
+ */
+export function serializeError (error: unknown, depth = 0): { type: string, message: string, stack: string, [key: string]: unknown } {
+  if (!(error instanceof Error) || depth > 4) return { type: typeof error, message: String(error), stack: '' }
+  const fields = error as unknown as Record<string, unknown>
+  const drizzle = error.message.startsWith('Failed query: ') && typeof fields.query === 'string'
+  const message = drizzle ? `Failed query: ${fields.query as string}` : error.message
+  const frames = (error.stack ?? '').split('\n').filter(line => /^\s+at /.test(line))
+  const out: { type: string, message: string, stack: string, [key: string]: unknown } = { type: error.constructor.name, message, stack: [`${error.name}: ${message}`, ...frames].join('\n') }
+  for (const [key, value] of Object.entries(error)) if (!OMITTED.has(key)) out[key] = value
+  if (error.cause !== undefined) out.cause = serializeError(error.cause, depth + 1)
+  return out
 }

@@ -1,4 +1,5 @@
 import { test } from 'tap'
+import { sql } from 'drizzle-orm'
 import { bearer, buildLogged, formPost, register, uniqueName } from './helper.js'
 
 // Distinctive enough that finding it anywhere in a log can only mean it leaked.
@@ -121,4 +122,22 @@ test('audit trail: when users register, log in, fail, refresh, reuse, revoke and
   t.equal(byEvent('logout').length, 1)
   t.ok(events.every(e => e.audit.ip === '127.0.0.1'), 'each carries the client address')
   t.notOk(entries().some(l => JSON.stringify(l).includes(PASSWORD)), 'no password (nor a password typed as a username) in any line')
+})
+
+test('logs: when a database query fails, then the error is logged with its cause but without the query\'s parameters (the hash, the email)', async (t) => {
+  const { app, lines } = await buildLogged(t)
+  const username = uniqueName('boom')
+  // A real refusal from the database, for this test's usernames only (the embedded database is shared by the file).
+  await app.database.db.execute(sql.raw(`create or replace function refuse_boom() returns trigger language plpgsql as $$
+    begin if new.username like 'boom%' then raise exception 'refused by the test trigger'; end if; return new; end $$`))
+  await app.database.db.execute(sql.raw('create trigger refuse_boom before insert on users for each row execute function refuse_boom()'))
+  t.teardown(async () => { await app.database.db.execute(sql.raw('drop trigger if exists refuse_boom on users')).catch(() => {}) })
+
+  const email = `${username}@leak-check.example`
+  const res = await app.inject({ method: 'POST', url: '/auth/register', payload: { username, email, password: PASSWORD } })
+  t.equal(res.statusCode, 500)
+  const log = lines.join('\n')
+  t.match(log, /refused by the test trigger/, 'the cause is logged')
+  t.match(log, /Failed query/, 'and what failed')
+  for (const secret of ['$argon2id$', email, PASSWORD]) t.notOk(log.includes(secret), `no ${secret.slice(0, 12)} in the log`)
 })

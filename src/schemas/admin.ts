@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
+import { uuid } from './id.js'
 import type { RoleRow } from '../db/schema.js'
 import type { ManagedUser } from '../services/admin-users.js'
 import { ROLE_NAME_PATTERN } from '../services/users.js'
@@ -21,7 +22,7 @@ const RoleNamesSchema = Type.Array(Type.String({ pattern: ROLE_NAME_PATTERN, max
 })
 
 export const AdminUserSchema = Type.Object({
-  id: Type.String({ format: 'uuid' }),
+  id: uuid(),
   username: Type.String(),
   email: Type.String({ format: 'email' }),
   email_verified: Type.Boolean({ description: 'Proven by a link sent to the address; false again when the address changes' }),
@@ -41,7 +42,7 @@ export const AdminUserListQuerySchema = Type.Object({
   q: Type.Optional(Type.String({ maxLength: 254, description: 'The start of the username or email, without regard to case' }))
 })
 
-export const UserIdParamsSchema = Type.Object({ id: Type.String({ format: 'uuid' }) })
+export const UserIdParamsSchema = Type.Object({ id: uuid() })
 
 export const AdminCreateUserSchema = Type.Object({
   ...RegisterBodySchema.properties,

@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
+import { uuid } from './id.js'
 import type { SessionRow } from '../db/schema.js'
 
 const SESSION_EXAMPLE = {
@@ -12,7 +13,7 @@ const SESSION_EXAMPLE = {
 }
 
 export const SessionSchema = Type.Object({
-  id: Type.String({ format: 'uuid' }),
+  id: uuid(),
   created_at: Type.String({ format: 'date-time' }),
   last_used_at: Type.String({ format: 'date-time', description: 'Last login or refresh' }),
   expires_at: Type.String({ format: 'date-time', description: 'Absolute end; the session also ends after SESSION_IDLE_TTL unused' }),
@@ -27,7 +28,7 @@ export const SessionSchema = Type.Object({
 })
 
 export const SessionIdParamsSchema = Type.Object({
-  id: Type.String({ format: 'uuid' })
+  id: uuid()
 })
 
 export const SessionListSchema = Type.Array(Type.Ref(SessionSchema), {

@@ -1,6 +1,7 @@
 import { FormatRegistry, Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
 import type { UserRow } from '../db/schema.js'
+import { uuid } from './id.js'
 
 export const USERNAME_PATTERN = '^[A-Za-z0-9_.-]+$'
 
@@ -20,7 +21,7 @@ export const RegisterBodySchema = Type.Object({
 export type RegisterBody = Static<typeof RegisterBodySchema>
 
 export const UserSchema = Type.Object({
-  id: Type.String({ format: 'uuid' }),
+  id: uuid(),
   username: Type.String(),
   email: Type.String({ format: 'email' }),
   email_verified: Type.Boolean({ description: 'Whether the user has opened a verification link sent to this address' }),

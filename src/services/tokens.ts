@@ -115,7 +115,9 @@ export function createTokenService (options: TokenServiceOptions): TokenService 
   const lenient = new Map<string | undefined, Verify>()
   for (const key of keyRing.verification) {
     const common = { key: key.key, algorithms: [key.alg], checkTyp: 'at+jwt', allowedIss: issuer, allowedAud: audience }
-    strict.set(key.kid, createVerifier({ ...common, requiredClaims: ['exp', 'iat', 'sub', 'iss', 'aud'] }))
+    // maxAge: no token older than this configuration's lifetime, whatever its exp says. Ended sessions are remembered
+    // for that long (plus a minute), so a token issued under a longer TTL before a restart cannot outlive its logout.
+    strict.set(key.kid, createVerifier({ ...common, requiredClaims: ['exp', 'iat', 'sub', 'iss', 'aud'], maxAge: ttlSeconds * 1000 }))
     lenient.set(key.kid, createVerifier({ ...common, ignoreExpiration: true, ignoreNotBefore: true }))
   }
   const verifyToken = keyedVerifier(strict)
@@ -136,7 +138,7 @@ export function createTokenService (options: TokenServiceOptions): TokenService 
       const key = authorization.slice(-VERIFIED_KEY_LENGTH)
       const known = verified.get(key)
       if (known !== undefined && known.authorization === authorization) {
-        if (known.claims.exp * 1000 > Date.now()) return known.claims
+        if (Math.min(known.claims.exp, known.claims.iat + ttlSeconds) * 1000 > Date.now()) return known.claims
         verified.delete(key)
         throw Problems.tokenExpired()
       }

@@ -139,3 +139,14 @@ test('tokens: when sessionOf is given an expired token of ours, then it answers 
   t.equal(tokens.sessionOf(forgeToken(VALID_HEADER, { ...validClaims(user.id), sid }, 'another-secret-that-is-long-enough-1234567')), undefined)
   t.equal(tokens.sessionOf('not a token'), undefined)
 })
+
+test('tokens: when a token is older than ACCESS_TOKEN_TTL (issued under a longer one before a restart), then it is refused as expired whatever its exp', async (t) => {
+  const ring = await hmacRing()
+  const now = Math.floor(Date.now() / 1000)
+  // Issued two minutes ago under a TTL of an hour: exp is still 58 minutes away.
+  const old = forgeToken(VALID_HEADER, { ...validClaims(randomUUID()), iat: now - 120, exp: now + 3480 })
+  const problem = problemOf(() => tokenService(ring, { ttlSeconds: 60 }).verify(`Bearer ${old}`))
+  t.equal(problem.status, 401)
+  t.equal(problem.detail, 'Token has expired')
+  t.ok(tokenService(ring, { ttlSeconds: 3600 }).verify(`Bearer ${old}`), 'within the TTL it was issued under, it verifies')
+})
