@@ -67,7 +67,10 @@ export const refreshTokens = pgTable('refresh_tokens', {
   // SHA-256 of the token: the token itself is never stored.
   tokenHash: text('token_hash').notNull(),
   createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
-  rotatedAt: timestamp('rotated_at', { withTimezone: true, mode: 'date' })
+  rotatedAt: timestamp('rotated_at', { withTimezone: true, mode: 'date' }),
+  // Who rotated it (the winning refresh's client): a retry within the grace window is a race only from that client.
+  rotatedByIp: text('rotated_by_ip'),
+  rotatedByAgent: text('rotated_by_agent')
 }, (t) => [
   uniqueIndex('refresh_tokens_token_hash_key').on(t.tokenHash),
   index('refresh_tokens_session_id_idx').on(t.sessionId)

@@ -35,7 +35,7 @@ export type RefreshOutcome =
 export interface SessionService {
   open: (userId: string, meta: ClientMeta, scope: SessionScope) => Promise<{ session: SessionRow, refreshToken: string }>
   /** Rotates a refresh token: at most one caller ever wins a given token. */
-  refresh: (refreshToken: string) => Promise<RefreshOutcome>
+  refresh: (refreshToken: string, client: ClientMeta) => Promise<RefreshOutcome>
   sessionOfRefreshToken: (refreshToken: string) => Promise<string | undefined>
   /** The session a refresh token belongs to, whatever its state (to judge a refresh before it rotates). */
   findByRefreshToken: (refreshToken: string) => Promise<SessionRow | undefined>
@@ -114,12 +114,14 @@ export function createSessionService (db: Database, policy: SessionPolicy, onEnd
       return { session, refreshToken: token }
     },
 
-    async refresh (refreshToken) {
+    async refresh (refreshToken, client) {
+      const ip = client.ipAddress ?? null
+      const agent = client.userAgent?.slice(0, 512) ?? null
       if (!REFRESH_TOKEN_SHAPE.test(refreshToken)) return { ok: false, reason: 'unknown' }
       const hash = hashRefreshToken(refreshToken)
       // The conditional update is the decision: of any number of racing refreshes, one sees a row.
       const [claimed] = await db.update(refreshTokens)
-        .set({ rotatedAt: sql`now()` })
+        .set({ rotatedAt: sql`now()`, rotatedByIp: ip, rotatedByAgent: agent })
         .where(and(eq(refreshTokens.tokenHash, hash), isNull(refreshTokens.rotatedAt)))
         .returning({ sessionId: refreshTokens.sessionId })
 
@@ -128,13 +130,18 @@ export function createSessionService (db: Database, policy: SessionPolicy, onEnd
         const [retired] = await db.select({
           sessionId: refreshTokens.sessionId,
           session: sessions,
-          ageSeconds: sql<number | null>`extract(epoch from (now() - ${refreshTokens.rotatedAt}))::float8`
+          ageSeconds: sql<number | null>`extract(epoch from (now() - ${refreshTokens.rotatedAt}))::float8`,
+          byIp: refreshTokens.rotatedByIp,
+          byAgent: refreshTokens.rotatedByAgent
         }).from(refreshTokens).innerJoin(sessions, eq(sessions.id, refreshTokens.sessionId))
           .where(eq(refreshTokens.tokenHash, hash)).limit(1)
         if (retired?.ageSeconds == null) return { ok: false, reason: 'unknown' }
         // A retry after logout or expiry is not a race that someone won: nobody holds new tokens.
         if (!isActive(retired.session, new Date())) return { ok: false, reason: 'inactive' }
-        if (Number(retired.ageSeconds) <= policy.reuseGraceSeconds) return { ok: false, reason: 'raced' }
+        // Within the grace window, and from the client whose refresh won: its own concurrent requests, a benign race.
+        // From any other client it is a second holder, whoever came first (a thief who refreshed before the owner).
+        const sameClient = retired.byIp === ip && retired.byAgent === agent
+        if (Number(retired.ageSeconds) <= policy.reuseGraceSeconds && sameClient) return { ok: false, reason: 'raced' }
         // A retired token presented again means two parties hold it: end the session (OAuth 2.0 security BCP 4.14).
         await end({ sessionId: retired.sessionId }, 'refresh_token_reuse')
         return { ok: false, reason: 'reused', sessionId: retired.sessionId }

@@ -66,6 +66,21 @@ test('POST /auth/token: when a retired refresh token comes back within the grace
   t.equal(pairOf(third).sid, first.sid)
 })
 
+test('POST /auth/token: when a retired refresh token comes back within the grace window from another client (a thief who refreshed first, or the owner after one), then the session ends as reuse', async (t) => {
+  const app = await build(t)
+  const user = await register(app)
+  const first = await loginPair(app, user)
+  const fromThief = { 'user-agent': 'thief/1.0' }
+  // The thief refreshes first, from another client; the owner's refresh with the same token comes inside the window.
+  const stolen = await app.inject(formPost('/auth/token', { grant_type: 'refresh_token', refresh_token: first.refresh }, fromThief))
+  t.equal(stolen.statusCode, 200)
+  assertRefreshRefused(t, await refresh(app, first.refresh), REFRESH_REFUSED, 'the owner\'s refresh from another client')
+  assertSessionEnded(t, await me(app, pairOf(stolen).access), 'the thief\'s access token')
+  assertRefreshRefused(t, await refresh(app, pairOf(stolen).refresh), REFRESH_REFUSED, 'the thief\'s refresh token')
+  const [row] = await app.database.db.select().from(sessions).where(eq(sessions.id, first.sid))
+  t.equal(row?.endReason, 'refresh_token_reuse')
+})
+
 test('POST /auth/token: when a retired refresh token comes back after the grace window, then the whole session ends', async (t) => {
   const app = await build(t)
   const user = await register(app)

@@ -96,7 +96,7 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const session = await app.sessions.findByRefreshToken(presented)
       if (session !== undefined) granted(requested, sessionScopes(session.scope, (await app.users.grantsOf(session.userId)).scopes), 'The session')
     }
-    const outcome = await app.sessions.refresh(presented)
+    const outcome = await app.sessions.refresh(presented, { userAgent: request.headers['user-agent'], ipAddress: request.ip })
     if (!outcome.ok) {
       app.metrics.refreshes.inc({ outcome: outcome.reason })
       if (outcome.reason === 'reused') {
