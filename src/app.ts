@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import type { Config } from './config.js'
+import { trustProxyOption, type Config } from './config.js'
 import type { DatabaseHandle } from './db/client.js'
 import type { FastifyLikeError } from './errors.js'
 import { loggerOptions } from './logger.js'
@@ -89,10 +89,12 @@ const REQUEST_ID = /^[A-Za-z0-9._:@/+=-]{1,128}$/
 function serverOptions (config: Config, options: BuildOptions): FastifyServerOptions {
   const requestIdPrefix = randomBytes(6).toString('hex')
   let requestCounter = 0
+  const proxy = trustProxyOption(config)
   return {
     ...(options.loggerInstance !== undefined ? { loggerInstance: options.loggerInstance } : { logger: options.logger ?? loggerOptions(config) }),
     bodyLimit: config.BODY_LIMIT,
-    trustProxy: config.TRUST_PROXY,
+    // A hop count as the function Fastify makes of one (its types take no number): the nearest `proxy` hops are trusted.
+    trustProxy: typeof proxy === 'number' ? (_address: string, hop: number) => hop < proxy : proxy,
     // Clients send JSON: a number where a string belongs is an error, not something to coerce.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: true } },
     // Correlation: a caller's X-Request-Id is kept when it is a sane token, else one is made (<12 hex>-<counter>);

@@ -1,12 +1,14 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
+import { isIP } from 'node:net'
 
 export const ConfigSchema = Type.Object({
   NODE_ENV: Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], { default: 'development' }),
   PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 3000 }),
   HOST: Type.String({ minLength: 1, default: '0.0.0.0' }),
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map(l => Type.Literal(l)), { default: 'info' }),
-  TRUST_PROXY: Type.Boolean({ default: false }),
+  // false, true, a hop count, or addresses and CIDR ranges (Fastify's trustProxy forms): see trustProxyOption.
+  TRUST_PROXY: Type.String({ default: 'false' }),
   BODY_LIMIT: Type.Integer({ minimum: 1024, maximum: 1048576, default: 16384 }),
   DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
   DATABASE_POOL_MAX: Type.Integer({ minimum: 1, maximum: 100, default: 10 }),
@@ -131,6 +133,8 @@ export function loadConfig (env: Record<string, unknown> = process.env): Config 
       const problem = secretProblem(config.JWT_SECRET)
       if (problem !== undefined) unique.push(`JWT_SECRET: ${problem}`)
     }
+    const proxyProblem = trustProxyProblem(config.TRUST_PROXY)
+    if (proxyProblem !== undefined) unique.push(`TRUST_PROXY: ${proxyProblem}`)
     if (config.JWT_PRIVATE_KEY !== undefined && config.JWT_PRIVATE_KEY_FILE !== undefined) unique.push('JWT_PRIVATE_KEY_FILE: set either it or JWT_PRIVATE_KEY, not both')
     if (config.JWT_VERIFY_KEYS !== undefined && config.JWT_VERIFY_KEYS_FILE !== undefined) unique.push('JWT_VERIFY_KEYS_FILE: set either it or JWT_VERIFY_KEYS, not both')
     const admin = [config.ADMIN_USERNAME, config.ADMIN_EMAIL, config.ADMIN_PASSWORD_FILE]
@@ -149,6 +153,35 @@ export function loadConfig (env: Record<string, unknown> = process.env): Config 
   }
   if (unique.length > 0) throw new ConfigError(unique)
   return config
+}
+
+const proxyEntries = (value: string): string[] => value.split(',').map(entry => entry.trim())
+
+function isAddressOrRange (entry: string): boolean {
+  const [address, bits, extra] = entry.split('/')
+  const family = isIP(address)
+  if (family === 0 || extra !== undefined) return false
+  if (bits === undefined) return true
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128)
+}
+
+function trustProxyProblem (value: string): string | undefined {
+  const word = value.trim().toLowerCase()
+  if (word in BOOLEAN_WORDS || /^\d+$/.test(word)) return undefined
+  const bad = proxyEntries(value).filter(entry => !isAddressOrRange(entry))
+  return bad.length === 0 ? undefined : `must be true, false, a hop count, or IP addresses and CIDR ranges separated by commas (not ${bad.map(b => JSON.stringify(b)).join(', ')})`
+}
+
+/**
+ * TRUST_PROXY as Fastify's trustProxy takes it: false (the default: X-Forwarded-For is ignored), true (trust every
+ * peer: only when nothing but your proxy can reach the service), a number of proxy hops, or the proxies' addresses
+ * and CIDR ranges (the safe form: a forwarded address counts only when the peer is one of them).
+ */
+export function trustProxyOption (config: Pick<Config, 'TRUST_PROXY'>): boolean | number | string[] {
+  const word = config.TRUST_PROXY.trim().toLowerCase()
+  if (word in BOOLEAN_WORDS) return BOOLEAN_WORDS[word]
+  if (/^\d+$/.test(word)) return Number(word)
+  return proxyEntries(config.TRUST_PROXY)
 }
 
 /**

@@ -26,14 +26,20 @@ function credentialsOf (url: URL): string[] {
   return [...new Set(values.filter(v => v !== ''))].sort((a, b) => b.length - a.length)
 }
 
+const OVERRIDES_REFUSED = ['logger', 'debug', 'transactionLog', 'connectionTimeout', 'greetingTimeout', 'socketTimeout', 'dnsTimeout']
+
 /** SMTP_URL through nodemailer, one connection per message, every network wait bounded. */
 export function smtpTransport (url: string, timeouts: SmtpTimeouts): MailTransport {
   let secrets: string[]
   let transporter: ReturnType<typeof createTransport>
   try {
-    secrets = credentialsOf(new URL(url))
+    const parsed = new URL(url)
+    secrets = credentialsOf(parsed)
+    // Query parameters of the URL become options that win over ours: none may turn on nodemailer's own logging
+    // (it would write AUTH exchanges and message bodies, links included) or lift a timeout.
+    for (const key of OVERRIDES_REFUSED) parsed.searchParams.delete(key)
     // The URL inside the options object: createTransport's second argument holds message defaults, not transport options.
-    transporter = createTransport({ url, ...timeouts, disableFileAccess: true, disableUrlAccess: true })
+    transporter = createTransport({ url: parsed.toString(), ...timeouts, disableFileAccess: true, disableUrlAccess: true })
   } catch {
     // Not the parser's error: it quotes the URL, credentials and all.
     throw new ConfigError(['SMTP_URL: is not a valid URL'])
