@@ -56,9 +56,10 @@ DB_CREATED=1
 DATABASE_URL="$(node -e 'const u = new URL(process.argv[1]); u.pathname = "/" + process.argv[2]; console.log(u.toString())' "$SERVER_URL" "$DB_NAME")"
 PORT="$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")"
 BASE="http://127.0.0.1:$PORT"
+METRICS_PORT="$(node -e "const s=require('net').createServer().listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")"
 # A clean environment, as in the image: only what the Dockerfile and a deploy would set.
 RUN_ENV=(env -i "PATH=$PATH" "HOME=$WORK" NODE_ENV=production "DATABASE_URL=$DATABASE_URL"
-  "JWT_SECRET=$(openssl rand -base64 48)" "PORT=$PORT" HOST=127.0.0.1 MIGRATE_ON_START=false LOG_LEVEL=info
+  "JWT_SECRET=$(openssl rand -base64 48)" "PORT=$PORT" "METRICS_PORT=$METRICS_PORT" HOST=127.0.0.1 MIGRATE_ON_START=false LOG_LEVEL=info
   "NODE_OPTIONS=$(npx --no-install tsx scripts/image-runtime.ts node-options)")
 
 echo "== node dist/migrate.js"
@@ -99,6 +100,10 @@ for _ in $(seq 1 60); do
 done
 [ "$ready" = 1 ] || fail "/health/ready did not answer 200 within 30 s"
 echo "/health/ready: 200"
+curl -fsS --max-time 5 "http://127.0.0.1:$METRICS_PORT/metrics" | grep -q '^http_request_duration_seconds' \
+  || fail "GET /metrics on METRICS_PORT did not answer Prometheus text"
+[ "$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' "$BASE/metrics")" = 404 ] || fail "/metrics answered on the public port"
+echo "GET /metrics: on METRICS_PORT only"
 
 # expect STATUS BODY_FILE curl-args...: runs curl, checks the status code.
 expect() {

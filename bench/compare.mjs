@@ -26,7 +26,7 @@ for (const [name, dir] of Object.entries(sides)) {
   await admin.unsafe(`drop database if exists ab_${name} with (force)`)
   await admin.unsafe(`create database ab_${name}`)
   const child = spawn(process.execPath, ['--no-memory-reducer', '--heap-growing-percent=50', 'bench/server.mjs'], {
-    cwd: dir, env: { ...process.env, NODE_OPTIONS: '--max-semi-space-size=4', NODE_ENV: 'production', DATABASE_URL: databaseUrl(name), MIGRATE_ON_START: 'true', JWT_PRIVATE_KEY: key }, stdio: ['ignore', 'pipe', 'inherit']
+    cwd: dir, env: { ...process.env, NODE_OPTIONS: '--max-semi-space-size=4', NODE_ENV: 'production', DATABASE_URL: databaseUrl(name), MIGRATE_ON_START: 'true', JWT_PRIVATE_KEY: key, METRICS_PORT: '0' }, stdio: ['ignore', 'pipe', 'inherit']
   })
   const [line] = await once(child.stdout, 'data')
   const { port } = JSON.parse(line.toString())

@@ -11,7 +11,7 @@ const rounds = Number(process.argv[3] ?? 3)
 const connections = 10
 
 const server = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./session-check-server.ts', import.meta.url))], {
-  env: { ...process.env, NODE_ENV: 'development' },
+  env: { ...process.env, NODE_ENV: 'development', METRICS_PORT: '0' },
   stdio: ['ignore', 'pipe', 'inherit']
 })
 const ready = await new Promise<{ port: number, token: string, ended: number }>((resolve, reject) => {

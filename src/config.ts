@@ -40,7 +40,8 @@ export const ConfigSchema = Type.Object({
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
   REDIS_TIMEOUT_MS: Type.Integer({ minimum: 10, maximum: 10000, default: 250 }),
   METRICS_ENABLED: Type.Boolean({ default: true }),
-  METRICS_PORT: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
+  // Metrics never share the public port: they tell about the service's traffic and its database.
+  METRICS_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 9091 }),
   SHUTDOWN_GRACE_MS: Type.Integer({ minimum: 0, maximum: 600000, default: 10000 }),
   ADMIN_USERNAME: Type.Optional(Type.String({ minLength: 1 })),
   ADMIN_EMAIL: Type.Optional(Type.String({ minLength: 1 })),

@@ -57,6 +57,9 @@ export function testConfig (overrides: Record<string, unknown> = {}): Config {
   return loadConfig({
     NODE_ENV: 'test',
     LOG_LEVEL: 'silent',
+    // Every test app's metrics listen on a free loopback port of their own (tests scrape app.metricsServer).
+    HOST: '127.0.0.1',
+    METRICS_PORT: 0,
     JWT_SECRET: TEST_SECRET,
     ARGON2_MEMORY_KIB: 1024,
     ARGON2_TIME_COST: 1,
@@ -324,7 +327,7 @@ export async function runToExit (child: ChildProcess, timeoutMs = 120_000): Prom
 /** The real server process (src/server.ts under tsx) with only the given environment. */
 export function spawnServer (env: Record<string, string>): ChildProcess {
   return spawn(process.execPath, ['--import', 'tsx', SERVER], {
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', HOST: '127.0.0.1', PORT: '0', ...env },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', HOST: '127.0.0.1', PORT: '0', METRICS_PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
 }

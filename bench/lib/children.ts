@@ -34,7 +34,7 @@ process.on('exit', () => {
 
 /** The service's environment: the bench database, migrated at start, and a signing key unless one is set. */
 export function serviceEnvironment (databaseUrl: string): { env: NodeJS.ProcessEnv, signingKey: string } {
-  const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: 'production', DATABASE_URL: databaseUrl, MIGRATE_ON_START: 'true' }
+  const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: 'production', DATABASE_URL: databaseUrl, MIGRATE_ON_START: 'true', METRICS_PORT: '0' }
   if ([env.JWT_PRIVATE_KEY, env.JWT_PRIVATE_KEY_FILE, env.JWT_SECRET].some(v => v !== undefined && v !== '')) {
     return { env, signingKey: 'from the environment' }
   }

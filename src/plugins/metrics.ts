@@ -15,6 +15,8 @@ export interface Metrics {
 declare module 'fastify' {
   interface FastifyInstance {
     metrics: Metrics
+    /** The server of METRICS_PORT (not the public port), for a scraper on an internal network. */
+    metricsServer: FastifyInstance
   }
 }
 
@@ -77,6 +79,10 @@ export default fp(async (app) => {
     })
   }
   app.decorate('metrics', metrics)
+  // On a port of its own, for a scraper on an internal network: the public port never serves /metrics.
+  const server = Fastify({ logger: false })
+  app.decorate('metricsServer', server)
+  app.addHook('onClose', async () => { await server.close() })
   if (!METRICS_ENABLED) return
 
   collectDefaultMetrics({ register: registry })
@@ -104,22 +110,12 @@ export default fp(async (app) => {
     done()
   })
 
-  const serve = async (instance: FastifyInstance): Promise<void> => {
-    instance.get('/metrics', { schema: { hide: true }, config: { rateLimit: false } }, async (_request, reply) => {
-      return await reply.type(registry.contentType).send(await registry.metrics())
-    })
-  }
-  if (METRICS_PORT === undefined) {
-    await serve(app)
-    return
-  }
-  // On a port of its own, for a scraper on an internal network: the public port does not serve /metrics.
-  const server = Fastify({ logger: false })
-  await serve(server)
+  server.get('/metrics', async (_request, reply) => {
+    return await reply.type(registry.contentType).send(await registry.metrics())
+  })
   // At ready rather than at listen: onListen hooks do not hold up listen(), and a scraper may ask at once.
   app.addHook('onReady', async () => {
     const address = await server.listen({ host: HOST, port: METRICS_PORT })
     app.log.info({ address }, 'metrics listening')
   })
-  app.addHook('onClose', async () => { await server.close() })
 }, { name: 'metrics', dependencies: ['config', 'database'] })

@@ -67,7 +67,9 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const requested = requestedScope(body)
     const login = await app.users.authenticate(username, password)
     if (!login.ok) {
-      app.metrics.logins.inc({ outcome: login.reason })
+      // One outcome for a wrong password and an unknown user: metrics must not tell which accounts exist (the audit log,
+      // which is not public, keeps the difference).
+      app.metrics.logins.inc({ outcome: login.reason === 'disabled' ? 'disabled' : 'invalid_credentials' })
       audit(request, 'login_failed', { user_id: login.userId, reason: login.reason })
       throw login.reason === 'disabled' ? OAuthErrors.accountDisabled() : OAuthErrors.invalidGrant()
     }
