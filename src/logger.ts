@@ -32,7 +32,8 @@ const OMITTED = new Set(['message', 'stack', 'cause', ...PARAMETER_KEYS])
  * in the message and in the stack's first line, and `params`/`parameters` fields are left out, at any depth of cause.
  */
 export function serializeError (error: unknown, depth = 0): { type: string, message: string, stack: string, [key: string]: unknown } {
-  if (!(error instanceof Error) || depth > 4) return { type: typeof error, message: String(error), stack: '' }
+  // What is not an Error goes through as it is, as with pino's own serializer.
+  if (!(error instanceof Error) || depth > 4) return error as { type: string, message: string, stack: string }
   const fields = error as unknown as Record<string, unknown>
   const drizzle = error.message.startsWith('Failed query: ') && typeof fields.query === 'string'
   const message = drizzle ? `Failed query: ${fields.query as string}` : error.message

@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify from 'fastify'
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { CountedHistogram, type HistogramSeries } from '../adapters/prom-client-histogram.js'
 
