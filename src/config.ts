@@ -32,6 +32,7 @@ export const ConfigSchema = Type.Object({
   ARGON2_TIME_COST: Type.Integer({ minimum: 1, maximum: 20, default: 2 }),
   ARGON2_PARALLELISM: Type.Integer({ minimum: 1, maximum: 16, default: 1 }),
   PASSWORD_HASH_THREADS: Type.Optional(Type.Integer({ minimum: 1, maximum: 64 })),
+  PASSWORD_HASH_QUEUE_MAX: Type.Integer({ minimum: 1, maximum: 100000, default: 64 }),
   RATE_LIMIT_ENABLED: Type.Boolean({ default: true }),
   RATE_LIMIT_WINDOW_SECONDS: Type.Integer({ minimum: 1, maximum: 86400, default: 60 }),
   RATE_LIMIT_MAX: Type.Integer({ minimum: 1, default: 300 }),

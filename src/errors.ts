@@ -70,6 +70,7 @@ export const Problems = {
   rateLimitUnavailable: () =>
     new ProblemError(503, 'rate_limit_unavailable', 'Rate limiting is unavailable; retry shortly', { 'retry-after': '1' }),
   unavailable: (detail: string) => new ProblemError(503, 'unavailable', detail),
+  busy: () => new ProblemError(503, 'busy', 'Too many password checks under way; retry shortly', { 'retry-after': '1' }),
   // A reset or verification token from an email: bad, used and expired look the same (nothing to probe).
   invalidEmailToken: () => new ProblemError(400, 'invalid_token', 'The link is invalid, expired or already used'),
   // Production without SMTP_URL: the routes that send email cannot do their job (docs/email.md).
@@ -119,7 +120,9 @@ export const OAuthErrors = {
   serverError: () => new OAuthError(500, 'server_error', 'Internal Server Error'),
   // A token route whose rate limit fails closed, while the shared counter store (Redis) does not answer.
   rateLimitUnavailable: () =>
-    new OAuthError(503, 'temporarily_unavailable', 'Rate limiting is unavailable; retry shortly', { 'retry-after': '1' })
+    new OAuthError(503, 'temporarily_unavailable', 'Rate limiting is unavailable; retry shortly', { 'retry-after': '1' }),
+  // The password hash queue is full (PASSWORD_HASH_QUEUE_MAX): RFC 6749 section 5.2's temporarily_unavailable.
+  busy: () => new OAuthError(503, 'temporarily_unavailable', 'Too many password checks under way; retry shortly', { 'retry-after': '1' })
 }
 
 /** What the rate limiter's store raises when Redis does not answer in time (see plugins/rate-limit.ts). */
@@ -156,6 +159,7 @@ export type ErrorClass =
   | { kind: 'problem', problem: ProblemError }
   | { kind: 'oauth', error: OAuthError }
   | { kind: 'rate_limit_unavailable' }
+  | { kind: 'busy' }
   | { kind: 'validation', errors: FieldError[] }
   | { kind: 'body_too_large' }
   | { kind: 'unsupported_media_type' }
@@ -173,6 +177,7 @@ export function classifyError (error: FastifyLikeError): ErrorClass {
   if (error instanceof ProblemError) return { kind: 'problem', problem: error }
   if (error instanceof OAuthError) return { kind: 'oauth', error }
   if (error.code === RATE_LIMIT_UNAVAILABLE) return { kind: 'rate_limit_unavailable' }
+  if (error.code === 'HASH_POOL_BUSY') return { kind: 'busy' }
   if (error.validation !== undefined) return { kind: 'validation', errors: fieldErrors(error.validation, error.validationContext) }
   switch (error.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE': return { kind: 'body_too_large' }
@@ -203,6 +208,7 @@ export function errorRenderers (bodyLimit: number): ErrorRenderers {
       switch (c.kind) {
         case 'problem': return c.problem
         case 'rate_limit_unavailable': return Problems.rateLimitUnavailable()
+        case 'busy': return Problems.busy()
         case 'validation': return Problems.validation(c.errors)
         case 'body_too_large': return Problems.payloadTooLarge(bodyLimit)
         case 'unsupported_media_type': return Problems.unsupportedMediaType('Content-Type must be application/json')
@@ -219,6 +225,7 @@ export function errorRenderers (bodyLimit: number): ErrorRenderers {
       switch (c.kind) {
         case 'oauth': return c.error
         case 'rate_limit_unavailable': return OAuthErrors.rateLimitUnavailable()
+        case 'busy': return OAuthErrors.busy()
         case 'validation': return OAuthErrors.invalidRequest(`${c.errors[0].field} ${c.errors[0].message}`)
         case 'body_too_large': return OAuthErrors.payloadTooLarge(bodyLimit)
         case 'unsupported_media_type': return OAuthErrors.invalidRequest('Content-Type must be application/x-www-form-urlencoded or application/json')

@@ -19,9 +19,9 @@ declare module 'fastify' {
 
 /** The password hasher on its thread pool, the password policy, and the user services on top of it (the users' own, administration). */
 export default fp(async (app) => {
-  const { ARGON2_MEMORY_KIB, ARGON2_TIME_COST, ARGON2_PARALLELISM, PASSWORD_HASH_THREADS, USER_CACHE_TTL_MS } = app.config
+  const { ARGON2_MEMORY_KIB, ARGON2_TIME_COST, ARGON2_PARALLELISM, PASSWORD_HASH_THREADS, PASSWORD_HASH_QUEUE_MAX, USER_CACHE_TTL_MS } = app.config
   // One argon2 thread per core unless PASSWORD_HASH_THREADS says otherwise, reniced below the event loop.
-  const pool = new HashPool(PASSWORD_HASH_THREADS ?? availableParallelism())
+  const pool = new HashPool(PASSWORD_HASH_THREADS ?? availableParallelism(), 10, PASSWORD_HASH_QUEUE_MAX)
   app.addHook('onClose', async () => { await pool.close() })
   const passwordHasher = await createPasswordHasher({
     memoryCost: ARGON2_MEMORY_KIB,

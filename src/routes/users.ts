@@ -35,7 +35,7 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
         current_password: Type.String({ minLength: 1, maxLength: 1024 }),
         new_password: passwordField()
       }, { title: 'ChangePasswordRequest' }),
-      response: { 204: Type.Null({ description: 'Changed' }), ...problemResponses(400, 401, 413, 415, 429, 500) }
+      response: { 204: Type.Null({ description: 'Changed' }), ...problemResponses(400, 401, 413, 415, 429, 500, 503) }
     }
   }, async (request, reply) => {
     const { current_password: current, new_password: next } = request.body
@@ -57,7 +57,7 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
         'every instance. The last administrator cannot leave (409).',
       operationId: 'deleteCurrentUser',
       body: Type.Object({ password: Type.String({ minLength: 1, maxLength: 1024 }) }, { title: 'DeleteAccountRequest' }),
-      response: { 204: Type.Null({ description: 'Deleted' }), ...problemResponses(400, 401, 409, 413, 415, 429, 500) }
+      response: { 204: Type.Null({ description: 'Deleted' }), ...problemResponses(400, 401, 409, 413, 415, 429, 500, 503) }
     }
   }, async (request, reply) => {
     const id = request.user.sub

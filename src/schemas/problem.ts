@@ -32,13 +32,14 @@ const EXAMPLES: Record<number, { description: string, error: ProblemError }> = {
   415: { description: 'Unsupported Content-Type', error: Problems.unsupportedMediaType('Content-Type must be application/json') },
   429: { description: 'Rate limit exceeded; see Retry-After', error: Problems.rateLimited(60) },
   500: { description: 'Unexpected server error', error: Problems.internal() },
-  503: { description: 'A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis)', error: Problems.unavailable('Database is not reachable') }
+  503: { description: 'A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis), or too many password checks are under way (`busy`); see Retry-After', error: Problems.unavailable('Database is not reachable') }
 }
 
 export const RESPONSE_HEADERS: Record<number, Record<string, { type: string, description: string }>> = {
   401: { 'WWW-Authenticate': { type: 'string', description: '`Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3)' } },
   403: { 'WWW-Authenticate': { type: 'string', description: '`Bearer error="insufficient_scope", scope="..."` naming the scopes needed' } },
-  429: { 'Retry-After': { type: 'string', description: 'Seconds until the limit resets' } }
+  429: { 'Retry-After': { type: 'string', description: 'Seconds until the limit resets' } },
+  503: { 'Retry-After': { type: 'string', description: 'Seconds after which a retry may succeed' } }
 }
 
 /** Response declarations for the given error statuses, all answered as application/problem+json. */

@@ -67,6 +67,15 @@ const resolve = createRequire(import.meta.url).resolve
 const ARGON2 = resolve('@node-rs/argon2')
 const BCRYPT = resolve('bcryptjs')
 
+/** The queue is full: the caller answers 503 with Retry-After rather than make every login wait longer. */
+export class HashPoolBusy extends Error {
+  readonly code = 'HASH_POOL_BUSY'
+  constructor () {
+    super('Too many password checks under way')
+    this.name = 'HashPoolBusy'
+  }
+}
+
 interface Pending {
   job: HashJob
   resolve: (result: HashResult) => void
@@ -77,7 +86,9 @@ interface Pending {
  * argon2id, and the verification of imported hashes, on a fixed set of worker threads, one per core by default, each
  * reniced (10): password hashing uses every core when nothing else wants them, and yields to the event loop, so token
  * checks stay fast during a login storm.
- * Jobs beyond the pool's size wait in a queue instead of competing for the cores and the memory.
+ * Jobs beyond the pool's size wait in a queue instead of competing for the cores and the memory; at most `maxQueue`
+ * of them (PASSWORD_HASH_QUEUE_MAX): past that a job is refused at once (HashPoolBusy), so that a flood of logins
+ * from many addresses cannot make every login wait without bound.
  */
 export class HashPool {
   private readonly idle: Worker[] = []
@@ -86,7 +97,7 @@ export class HashPool {
   private nextId = 0
   private closed = false
 
-  constructor (size: number, niceness = 10) {
+  constructor (size: number, niceness = 10, private readonly maxQueue = Number.POSITIVE_INFINITY) {
     for (let i = 0; i < size; i++) this.spawn(niceness)
   }
 
@@ -128,6 +139,7 @@ export class HashPool {
 
   async run (job: Omit<HashJob, 'id'>): Promise<HashResult> {
     if (this.closed) throw new Error('hash pool is closed')
+    if (this.idle.length === 0 && this.queue.length >= this.maxQueue) throw new HashPoolBusy()
     return await new Promise<HashResult>((resolve, reject) => {
       this.queue.push({ job: { ...job, id: this.nextId++ }, resolve, reject })
       const worker = this.idle.pop()

@@ -1,5 +1,5 @@
 import { Algorithm } from '@node-rs/argon2'
-import type { HashPool } from './hash-pool.js'
+import { HashPoolBusy, type HashPool } from './hash-pool.js'
 
 export interface Argon2Params {
   memoryCost: number
@@ -53,7 +53,9 @@ export async function createPasswordHasher (params: Argon2Params, pool: HashPool
       }
       try {
         return await argon2('verify', password, storedHash) as boolean
-      } catch {
+      } catch (error) {
+        // A full queue is not a wrong password: it goes up, to be answered 503.
+        if (error instanceof HashPoolBusy) throw error
         return false
       }
     },

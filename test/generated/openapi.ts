@@ -1521,6 +1521,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis), or too many password checks are under way (`busy`); see Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "Database is not reachable",
+                     *       "code": "unavailable"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     adminGetUser: {
@@ -2525,9 +2545,11 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis) */
+            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis), or too many password checks are under way (`busy`); see Retry-After */
             503: {
                 headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2681,9 +2703,11 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis) */
+            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis), or too many password checks are under way (`busy`); see Retry-After */
             503: {
                 headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -2964,9 +2988,11 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis) */
+            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis), or too many password checks are under way (`busy`); see Retry-After */
             503: {
                 headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3107,9 +3133,11 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis) */
+            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis), or too many password checks are under way (`busy`); see Retry-After */
             503: {
                 headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3282,9 +3310,11 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis) */
+            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis), or too many password checks are under way (`busy`); see Retry-After */
             503: {
                 headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3654,9 +3684,11 @@ export interface operations {
                     };
                 };
             };
-            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis) */
+            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis), or too many password checks are under way (`busy`); see Retry-After */
             503: {
                 headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
                     [name: string]: unknown;
                 };
                 content: {
@@ -3910,6 +3942,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis), or too many password checks are under way (`busy`); see Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "Database is not reachable",
+                     *       "code": "unavailable"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     changePassword: {
@@ -4049,6 +4101,26 @@ export interface operations {
                      *       "status": 500,
                      *       "detail": "Internal Server Error",
                      *       "code": "internal_error"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis), or too many password checks are under way (`busy`); see Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "Database is not reachable",
+                     *       "code": "unavailable"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];

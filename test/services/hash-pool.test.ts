@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { test } from 'tap'
 import { Algorithm } from '@node-rs/argon2'
-import { HashPool } from '../../src/services/hash-pool.js'
+import { HashPool, HashPoolBusy } from '../../src/services/hash-pool.js'
 
 const options = { algorithm: Algorithm.Argon2id, memoryCost: 1024, timeCost: 1, parallelism: 1 }
 
@@ -45,4 +45,17 @@ test('HashPool: when closed, then queued jobs are refused and new ones too', asy
   await pool.close()
   t.ok((await settled).every(s => s.status === 'rejected'), 'the running job and the queued ones are refused')
   await t.rejects(pool.run({ operation: 'hash', password: 'late', options }), /closed/)
+})
+
+test('HashPool: when the queue is full, then a new job is refused at once (HashPoolBusy) and the queued ones still complete', async (t) => {
+  const pool = new HashPool(1, 10, 2)
+  t.teardown(async () => { await pool.close() })
+  // Slow enough that the one worker is still busy while the rest arrive.
+  const slow = { ...options, memoryCost: 65536, timeCost: 3 }
+  const accepted = [0, 1, 2].map(async i => await pool.run({ operation: 'hash', password: `p${i}`, options: slow }))
+  const started = Date.now()
+  await t.rejects(pool.run({ operation: 'hash', password: 'one too many', options: slow }), HashPoolBusy)
+  t.ok(Date.now() - started < 50, 'refused without waiting')
+  const results = await Promise.all(accepted)
+  t.equal(results.filter(r => typeof r.value === 'string').length, 3, 'one running and two queued: all hashed')
 })

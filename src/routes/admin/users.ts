@@ -66,7 +66,7 @@ const adminUserRoutes: FastifyPluginAsyncTypebox = async (app) => {
         'verify the address is sent to it.',
       operationId: 'adminCreateUser',
       body: AdminCreateUserSchema,
-      response: { 201: adminUser, ...problemResponses(400, 401, 403, 409, 413, 415, 429, 500) }
+      response: { 201: adminUser, ...problemResponses(400, 401, 403, 409, 413, 415, 429, 500, 503) }
     }
   }, async (request, reply) => {
     const { roles = [], ...input } = request.body
