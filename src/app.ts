@@ -93,6 +93,9 @@ function serverOptions (config: Config, options: BuildOptions): FastifyServerOpt
   return {
     ...(options.loggerInstance !== undefined ? { loggerInstance: options.loggerInstance } : { logger: options.logger ?? loggerOptions(config) }),
     bodyLimit: config.BODY_LIMIT,
+    // A path parameter of any length reaches validation (a 400 naming it) instead of the router's undeclared 414:
+    // Node's 16 KB header limit bounds the request line first.
+    routerOptions: { maxParamLength: 16384 },
     // A hop count as the function Fastify makes of one (its types take no number): the nearest `proxy` hops are trusted.
     trustProxy: typeof proxy === 'number' ? (_address: string, hop: number) => hop < proxy : proxy,
     // Clients send JSON: a number where a string belongs is an error, not something to coerce.
