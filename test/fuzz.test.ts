@@ -18,7 +18,7 @@ const STRINGS = [
   '0B5E3C1E8F0A4C6E9A573D2F1B7C9E41', '%00', '%E0%A4%A', '..%2F..%2Fetc%2Fpasswd', '😀'.repeat(40), '\u202e', 'null', '-1', '1e309',
   '00000000-0000-0000-0000-000000000000', "'; drop table users; --"
 ]
-const VALUES: unknown[] = [null, true, -1, 1e309, 2 ** 53, [], {}, [1, 'x'], { $ne: null }, ...STRINGS.slice(0, 6)]
+const VALUES: unknown[] = [null, true, -1, Number.POSITIVE_INFINITY, 2 ** 53, [], {}, [1, 'x'], { $ne: null }, ...STRINGS.slice(0, 6)]
 
 interface Operation { method: string, path: string, requestBody?: unknown, parameters?: Array<{ in: string, name: string }> }
 
