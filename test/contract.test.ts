@@ -1,7 +1,8 @@
+import { randomUUID } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test } from 'tap'
-import { build, loginPair, REPO_ROOT, registerAdmin } from './helper.js'
+import { as, build, loginPair, register, REPO_ROOT, registerAdmin } from './helper.js'
 
 /** A small deterministic generator, so that a failing request can be made again. */
 function generator (seed: number): () => number {
@@ -53,4 +54,23 @@ test('fuzzing from the document: when every operation gets random hostile paths,
     }
   }
   t.ok(sent > 200, `${sent} requests over ${operations.length} operations`)
+})
+
+test('ids in paths: when an id passes the uuid format but PostgreSQL would refuse it (urn:uuid:...), then 400 naming the field, never a 500', async (t) => {
+  const app = await build(t)
+  const root = await registerAdmin(app)
+  const user = await register(app)
+  const pair = await loginPair(app, user)
+  const urn = `urn:uuid:${randomUUID()}`
+  const requests = [
+    as(pair.access, { method: 'DELETE', url: `/users/me/sessions/${urn}` }),
+    as(root.token, { method: 'GET', url: `/admin/users/${urn}` }),
+    as(root.token, { method: 'GET', url: `/admin/users/${urn}/sessions` }),
+    as(root.token, { method: 'PATCH', url: `/admin/users/${urn}`, payload: { disabled: true } })
+  ]
+  for (const request of requests) {
+    const res = await app.inject(request)
+    t.equal(res.statusCode, 400, `${request.method} ${request.url}`)
+    t.equal(res.json().errors?.[0]?.field, 'id', `${request.method} ${request.url}: the field`)
+  }
 })
