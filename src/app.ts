@@ -15,6 +15,7 @@ import metrics from './plugins/metrics.js'
 import rateLimit from './plugins/rate-limit.js'
 import notFound from './plugins/not-found.js'
 import users from './plugins/users.js'
+import loginThrottle from './plugins/login-throttle.js'
 import adminBootstrap from './plugins/admin-bootstrap.js'
 import sessions from './plugins/sessions.js'
 import mail from './plugins/mail.js'
@@ -68,6 +69,7 @@ export function createApp (config: Config, options: BuildOptions = {}): FastifyI
     app.register(rateLimit)
     app.register(notFound)
     app.register(users)
+    app.register(loginThrottle)
     app.register(adminBootstrap)
     app.register(sessions)
     app.register(mail)

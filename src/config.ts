@@ -13,6 +13,10 @@ export const ConfigSchema = Type.Object({
   DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
   DATABASE_POOL_MAX: Type.Integer({ minimum: 1, maximum: 100, default: 10 }),
   DATABASE_PREPARED_STATEMENTS: Type.Boolean({ default: true }),
+  // The longest wait for PostgreSQL per step (connecting, a pooled connection, each query): then 503, never a hang.
+  DATABASE_TIMEOUT_MS: Type.Integer({ minimum: 200, maximum: 60000, default: 1500 }),
+  // How long a start waits for DATABASE_URL to accept connections (a database starting beside the service); 0: one try.
+  DATABASE_START_TIMEOUT_SECONDS: Type.Integer({ minimum: 0, maximum: 3600, default: 60 }),
   DATA_DIR: Type.String({ minLength: 1, default: './data' }),
   MIGRATE_ON_START: Type.Boolean({ default: true }),
   JWT_SECRET: Type.Optional(Type.String()),
@@ -27,6 +31,8 @@ export const ConfigSchema = Type.Object({
   SESSION_IDLE_TTL: Type.Integer({ minimum: 60, maximum: 31536000, default: 604800 }),
   REFRESH_REUSE_GRACE_SECONDS: Type.Integer({ minimum: 0, maximum: 60, default: 5 }),
   SESSION_SYNC_INTERVAL_MS: Type.Integer({ minimum: 100, maximum: 60000, default: 1000 }),
+  // Past this without a successful re-read of ended sessions, protected routes answer 503 instead of trusting memory.
+  SESSION_SYNC_MAX_STALENESS_SECONDS: Type.Integer({ minimum: 1, maximum: 86400, default: 60 }),
   USER_CACHE_TTL_MS: Type.Integer({ minimum: 0, maximum: 60000, default: 1000 }),
   ARGON2_MEMORY_KIB: Type.Integer({ minimum: 1024, maximum: 1048576, default: 19456 }),
   ARGON2_TIME_COST: Type.Integer({ minimum: 1, maximum: 20, default: 2 }),
@@ -54,7 +60,12 @@ export const ConfigSchema = Type.Object({
   REQUIRE_VERIFIED_EMAIL: Type.Boolean({ default: false }),
   SMTP_URL: Type.Optional(Type.String({ pattern: '^smtps?://' })),
   MAIL_FROM: Type.String({ minLength: 3, default: 'Auth Service <no-reply@localhost>' }),
-  RATE_LIMIT_EMAIL_MAX: Type.Integer({ minimum: 1, default: 5 })
+  RATE_LIMIT_EMAIL_MAX: Type.Integer({ minimum: 1, default: 5 }),
+  // Per account, across instances (services/login-throttle.ts); 0 failures turns the throttle off.
+  LOGIN_THROTTLE_MAX_FAILURES: Type.Integer({ minimum: 0, maximum: 1000, default: 10 }),
+  LOGIN_THROTTLE_WINDOW_SECONDS: Type.Integer({ minimum: 1, maximum: 86400, default: 900 }),
+  LOGIN_THROTTLE_MAX_DELAY_SECONDS: Type.Integer({ minimum: 1, maximum: 86400, default: 900 }),
+  LOGIN_THROTTLE_TRUSTED_SECONDS: Type.Integer({ minimum: 0, maximum: 31536000, default: 2592000 })
 })
 
 export type Config = Static<typeof ConfigSchema>
@@ -142,6 +153,10 @@ export function loadConfig (env: Record<string, unknown> = process.env): Config 
     const admin = [config.ADMIN_USERNAME, config.ADMIN_EMAIL, config.ADMIN_PASSWORD_FILE]
     if (admin.some(v => v !== undefined) && admin.some(v => v === undefined)) {
       unique.push('ADMIN_USERNAME: set it with ADMIN_EMAIL and ADMIN_PASSWORD_FILE, all three or none')
+    }
+    // Each re-read of ended sessions must land well inside the staleness bound, or tokens are refused between re-reads.
+    if (config.SESSION_SYNC_MAX_STALENESS_SECONDS * 1000 < 2 * config.SESSION_SYNC_INTERVAL_MS + config.DATABASE_TIMEOUT_MS) {
+      unique.push('SESSION_SYNC_MAX_STALENESS_SECONDS: must be at least twice SESSION_SYNC_INTERVAL_MS plus DATABASE_TIMEOUT_MS')
     }
     if (config.NODE_ENV === 'production') {
       if (config.JWT_SECRET === undefined && config.JWT_PRIVATE_KEY === undefined && config.JWT_PRIVATE_KEY_FILE === undefined) {

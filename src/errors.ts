@@ -1,4 +1,5 @@
 import { STATUS_CODES } from 'node:http'
+import { DATABASE_RETRY_AFTER_SECONDS, isDatabaseUnavailable } from './db/availability.js'
 
 export interface FieldError {
   field: string
@@ -65,12 +66,19 @@ export const Problems = {
   unsupportedMediaType: (detail: string) => new ProblemError(415, 'unsupported_media_type', detail),
   rateLimited: (seconds: number) =>
     new ProblemError(429, 'rate_limited', `Too many requests; retry in ${seconds} seconds`, { 'retry-after': String(seconds) }),
+  // The account's login throttle (services/login-throttle.ts): the password was not checked.
+  loginThrottled: (seconds: number) =>
+    new ProblemError(429, 'login_throttled', `Too many failed logins for this account; retry in ${seconds} seconds`, { 'retry-after': String(seconds) }),
   internal: () => new ProblemError(500, 'internal_error', 'Internal Server Error'),
   // A route whose rate limit fails closed, while the shared counter store (Redis) does not answer.
   rateLimitUnavailable: () =>
     new ProblemError(503, 'rate_limit_unavailable', 'Rate limiting is unavailable; retry shortly', { 'retry-after': '1' }),
-  unavailable: (detail: string) => new ProblemError(503, 'unavailable', detail),
   busy: () => new ProblemError(503, 'busy', 'Too many password checks under way; retry shortly', { 'retry-after': '1' }),
+  // Before the service listens (src/startup/boot-server.ts): the port is taken, the database not yet open.
+  starting: () => new ProblemError(503, 'starting', 'The service is starting; retry shortly', { 'retry-after': '1' }),
+  // PostgreSQL does not answer (down, frozen, refusing connections): a bounded wait, then this (src/db/availability.ts).
+  databaseUnavailable: () =>
+    new ProblemError(503, 'database_unavailable', 'The database is unavailable; retry shortly', { 'retry-after': String(DATABASE_RETRY_AFTER_SECONDS) }),
   // A reset or verification token from an email: bad, used and expired look the same (nothing to probe).
   invalidEmailToken: () => new ProblemError(400, 'invalid_token', 'The link is invalid, expired or already used'),
   // Production without SMTP_URL: the routes that send email cannot do their job (docs/email.md).
@@ -117,16 +125,27 @@ export const OAuthErrors = {
   payloadTooLarge: (limit: number) => new OAuthError(413, 'invalid_request', `Request body is larger than ${limit} bytes`),
   rateLimited: (seconds: number) =>
     new OAuthError(429, 'temporarily_unavailable', `Too many requests; retry in ${seconds} seconds`, { 'retry-after': String(seconds) }),
+  // The same for a known and an unknown account, so that it tells nothing about which exist.
+  loginThrottled: (seconds: number) =>
+    new OAuthError(429, 'temporarily_unavailable', `Too many failed logins for this account; retry in ${seconds} seconds`, { 'retry-after': String(seconds) }),
   serverError: () => new OAuthError(500, 'server_error', 'Internal Server Error'),
   // A token route whose rate limit fails closed, while the shared counter store (Redis) does not answer.
   rateLimitUnavailable: () =>
     new OAuthError(503, 'temporarily_unavailable', 'Rate limiting is unavailable; retry shortly', { 'retry-after': '1' }),
   // The password hash queue is full (PASSWORD_HASH_QUEUE_MAX): RFC 6749 section 5.2's temporarily_unavailable.
-  busy: () => new OAuthError(503, 'temporarily_unavailable', 'Too many password checks under way; retry shortly', { 'retry-after': '1' })
+  busy: () => new OAuthError(503, 'temporarily_unavailable', 'Too many password checks under way; retry shortly', { 'retry-after': '1' }),
+  databaseUnavailable: () =>
+    new OAuthError(503, 'temporarily_unavailable', 'The database is unavailable; retry shortly', { 'retry-after': String(DATABASE_RETRY_AFTER_SECONDS) })
 }
 
 /** What the rate limiter's store raises when Redis does not answer in time (see plugins/rate-limit.ts). */
 export const RATE_LIMIT_UNAVAILABLE = 'RATE_LIMIT_UNAVAILABLE'
+
+/**
+ * The client went away before its answer (nginx's 499): what is sent reaches nobody, and as a 4xx it is not logged
+ * as a failure of ours. The reason a request's abort signal carries (routes/auth/token.ts).
+ */
+export const clientGone = (): Error => Object.assign(new Error('The client closed the connection'), { statusCode: 499 })
 
 interface AjvError {
   instancePath?: string
@@ -160,6 +179,7 @@ export type ErrorClass =
   | { kind: 'oauth', error: OAuthError }
   | { kind: 'rate_limit_unavailable' }
   | { kind: 'busy' }
+  | { kind: 'database_unavailable' }
   | { kind: 'validation', errors: FieldError[] }
   | { kind: 'body_too_large' }
   | { kind: 'unsupported_media_type' }
@@ -178,6 +198,8 @@ export function classifyError (error: FastifyLikeError): ErrorClass {
   if (error instanceof OAuthError) return { kind: 'oauth', error }
   if (error.code === RATE_LIMIT_UNAVAILABLE) return { kind: 'rate_limit_unavailable' }
   if (error.code === 'HASH_POOL_BUSY') return { kind: 'busy' }
+  // Before anything else: drizzle's wrapper of a driver error looks like any other internal error.
+  if (isDatabaseUnavailable(error)) return { kind: 'database_unavailable' }
   if (error.validation !== undefined) return { kind: 'validation', errors: fieldErrors(error.validation, error.validationContext) }
   switch (error.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE': return { kind: 'body_too_large' }
@@ -209,6 +231,7 @@ export function errorRenderers (bodyLimit: number): ErrorRenderers {
         case 'problem': return c.problem
         case 'rate_limit_unavailable': return Problems.rateLimitUnavailable()
         case 'busy': return Problems.busy()
+        case 'database_unavailable': return Problems.databaseUnavailable()
         case 'validation': return Problems.validation(c.errors)
         case 'body_too_large': return Problems.payloadTooLarge(bodyLimit)
         case 'unsupported_media_type': return Problems.unsupportedMediaType('Content-Type must be application/json')
@@ -226,6 +249,7 @@ export function errorRenderers (bodyLimit: number): ErrorRenderers {
         case 'oauth': return c.error
         case 'rate_limit_unavailable': return OAuthErrors.rateLimitUnavailable()
         case 'busy': return OAuthErrors.busy()
+        case 'database_unavailable': return OAuthErrors.databaseUnavailable()
         case 'validation': return OAuthErrors.invalidRequest(`${c.errors[0].field} ${c.errors[0].message}`)
         case 'body_too_large': return OAuthErrors.payloadTooLarge(bodyLimit)
         case 'unsupported_media_type': return OAuthErrors.invalidRequest('Content-Type must be application/x-www-form-urlencoded or application/json')

@@ -1,6 +1,7 @@
 // `npm run db:migrate`: applies the committed migrations and exits; for deploys that migrate before starting.
 import { ConfigError, loadMigrationConfig } from './config.js'
 import { migratePostgres, openDatabase } from './db/client.js'
+import { DataDirLockedError } from './db/data-dir-lock.js'
 
 try {
   const config = loadMigrationConfig()
@@ -13,6 +14,6 @@ try {
   }
   console.log(`migrations applied to ${config.DATABASE_URL !== undefined ? 'PostgreSQL' : `the embedded database in ${config.DATA_DIR}`}`)
 } catch (error) {
-  console.error(error instanceof ConfigError ? error.message : error)
+  console.error(error instanceof ConfigError || error instanceof DataDirLockedError ? error.message : error)
   process.exit(1)
 }

@@ -5,6 +5,7 @@ import { availableParallelism } from 'node:os'
 import { parseArgs } from 'node:util'
 import { ConfigError, loadConfig } from './config.js'
 import { openDatabase } from './db/client.js'
+import { DataDirLockedError } from './db/data-dir-lock.js'
 import { registrationProblems } from './schemas/user.js'
 import { HashPool } from './services/hash-pool.js'
 import { createPasswordHasher } from './services/password-hasher.js'
@@ -74,7 +75,12 @@ const weak = problems.length > 0 ? undefined : await createPasswordPolicy({ minL
 if (weak !== undefined) problems.push(`password: ${weak}`)
 if (problems.length > 0) fail(`The user was not created:\n  ${problems.join('\n  ')}`, 2)
 
-const database = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR, poolMax: 2 })
+// The embedded database takes one process at a time: a running service holds DATA_DIR (a plain line, no stack trace).
+const database = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR, poolMax: 2 }).catch((error: unknown) => {
+  if (!(error instanceof DataDirLockedError)) throw error
+  console.error(error.message)
+  process.exit(1)
+})
 const pool = new HashPool(Math.min(2, config.PASSWORD_HASH_THREADS ?? availableParallelism()))
 let code = 0
 try {

@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
 import { ConfigError, loadConfig } from './config.js'
 import { openDatabase } from './db/client.js'
+import { DataDirLockedError } from './db/data-dir-lock.js'
 import { ImportFileError, importUsers, parseUserFile, type ImportRecord } from './services/user-import.js'
 
 const USAGE = 'usage: npm run users:import -- FILE [--dry-run]   (FILE: JSON array, JSON lines or CSV; see docs/import.md)'
@@ -45,7 +46,12 @@ try {
   fail(`${file}: cannot be read: ${message}`, 2)
 }
 
-const database = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR, poolMax: 2 })
+// The embedded database takes one process at a time: a running service holds DATA_DIR (a plain line, no stack trace).
+const database = await openDatabase({ url: config.DATABASE_URL, dataDir: config.DATA_DIR, poolMax: 2 }).catch((error: unknown) => {
+  if (!(error instanceof DataDirLockedError)) throw error
+  console.error(error.message)
+  process.exit(1)
+})
 let code = 0
 try {
   if (config.MIGRATE_ON_START) await database.migrate()

@@ -49,6 +49,13 @@ test('loadConfig: when values are invalid, then every variable is named with the
   t.notMatch(problems.join('\n'), /mysql:\/\/x/, 'a database URL is never echoed: it may hold a password')
 })
 
+test('loadConfig: when the ended-session re-read interval does not fit the staleness bound, then SESSION_SYNC_MAX_STALENESS_SECONDS is named', async (t) => {
+  // Re-read every minute and trusted for a minute: tokens would be refused for the moments each re-read takes.
+  t.match(problemsOf({ SESSION_SYNC_INTERVAL_MS: '60000' }), [/SESSION_SYNC_MAX_STALENESS_SECONDS: must be at least twice SESSION_SYNC_INTERVAL_MS plus DATABASE_TIMEOUT_MS/])
+  t.same(problemsOf({ SESSION_SYNC_INTERVAL_MS: '60000', SESSION_SYNC_MAX_STALENESS_SECONDS: '122' }), [])
+  t.same(problemsOf({}), [], 'the defaults fit: 1 s re-reads, trusted for 60 s')
+})
+
 test('loadConfig: when JWT_SECRET is short or well known, then it is refused in any environment', async (t) => {
   t.match(problemsOf({ JWT_SECRET: 'too-short' }), [/JWT_SECRET: must be at least 32 bytes/])
   t.match(problemsOf({ JWT_SECRET: '09d25e094faa6ca2556c818166b7a9563b93f7099f6f0f4caa6cf63b88e8d3e7' }), [/JWT_SECRET: is a well-known/])

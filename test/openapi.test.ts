@@ -85,6 +85,21 @@ test('openapi.json: when any operation is read, then it has a camelCase operatio
   }
 })
 
+test('openapi.json: when any operation is read, then 429 and 503 are declared wherever the service can answer them, each with Retry-After', async (t) => {
+  // The routes that need neither the database nor a session check: liveness, and the public keys (held in memory).
+  const noDatabase = new Set(['get /health/live', 'get /.well-known/jwks.json'])
+  // The probes a load balancer sends are never rate limited.
+  const unlimited = new Set(['get /health/live', 'get /health/ready'])
+  for (const { key, op } of operations) {
+    const responses = op.responses as Record<string, { headers?: Record<string, unknown> }>
+    t.equal(responses['503'] !== undefined, !noDatabase.has(key), `${key}: 503 declared iff it can need the database`)
+    t.equal(responses['429'] !== undefined, !unlimited.has(key), `${key}: 429 declared iff it is rate limited`)
+    for (const status of ['429', '503']) {
+      if (responses[status] !== undefined) t.ok(responses[status].headers?.['Retry-After'], `${key}: ${status} has Retry-After`)
+    }
+  }
+})
+
 test('openapi.json: when the examples are checked against their own schemas, then each one validates', async (t) => {
   let checked = 0
   for (const [path, methods] of Object.entries(doc.paths)) {

@@ -32,11 +32,12 @@ test('users:create: when run with --role admin and a password on standard input,
   t.notMatch(created.output, password, 'the password is never printed')
 
   const app = await buildApp(testConfig({ ...env, ...CHEAP_ARGON2 }))
-  t.teardown(async () => { await app.close() })
   const login = await app.inject(formPost('/auth/token', { username: 'root_admin', password }))
   t.equal(login.statusCode, 200)
   t.equal(login.json().scope, 'roles:write users:read users:write')
   t.equal(claimsOf(login.json().access_token).sub, printed.id)
+  // The embedded database takes one process at a time (DATA_DIR is locked): the service closes before the next command.
+  await app.close()
 
   const again = await usersCreate(env, ['--username', 'root_admin', '--email', 'other@example.com'], `${password}\n`)
   t.equal(again.code, 3)

@@ -119,3 +119,27 @@ export const outbox = pgTable('outbox', {
 ])
 
 export type OutboxRow = typeof outbox.$inferSelect
+
+/**
+ * Password logins let through per account, shared by every instance (services/login-throttle.ts). The key is a
+ * SHA-256 of the login as typed, lowercased: never the text, which may be a password typed in the wrong field.
+ * A row is forgotten (and pruned) at forget_at, WINDOW seconds after its last count or the refusal that followed it.
+ */
+export const loginThrottle = pgTable('login_throttle', {
+  keyHash: text('key_hash').primaryKey(),
+  failures: integer('failures').notNull(),
+  lockedUntil: timestamp('locked_until', { withTimezone: true, mode: 'date' }),
+  forgetAt: timestamp('forget_at', { withTimezone: true, mode: 'date' }).notNull()
+}, (t) => [
+  index('login_throttle_forget_at_idx').on(t.forgetAt)
+])
+
+/** Addresses that logged in to an account recently: failures from elsewhere do not hold them back. */
+export const loginTrustedAddresses = pgTable('login_trusted_addresses', {
+  keyHash: text('key_hash').notNull(),
+  ip: text('ip').notNull(),
+  succeededAt: timestamp('succeeded_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow()
+}, (t) => [
+  primaryKey({ columns: [t.keyHash, t.ip] }),
+  index('login_trusted_addresses_succeeded_at_idx').on(t.succeededAt)
+])

@@ -18,7 +18,7 @@ const DRAIN_MS = 5000
 
 /** Password change and reset, email verification: the account service over users, sessions and the mail outbox. */
 export default fp(async (app) => {
-  const { config, database, passwordHasher, passwordPolicy, users, sessions, mail } = app
+  const { config, database, passwordHasher, passwordPolicy, users, sessions, mail, loginThrottle } = app
   app.decorate('accounts', createAccountService({
     db: database.db,
     hasher: passwordHasher,
@@ -26,6 +26,7 @@ export default fp(async (app) => {
     users,
     sessions,
     mail,
+    throttle: loginThrottle,
     publicUrl: publicUrl(config),
     resetTtlSeconds: config.PASSWORD_RESET_TTL,
     verifyTtlSeconds: config.EMAIL_VERIFY_TTL
@@ -40,4 +41,4 @@ export default fp(async (app) => {
   app.addHook('preClose', async () => {
     await Promise.race([Promise.all(running), new Promise(resolve => setTimeout(resolve, DRAIN_MS).unref())])
   })
-}, { name: 'accounts', dependencies: ['config', 'database', 'users', 'sessions', 'mail'] })
+}, { name: 'accounts', dependencies: ['config', 'database', 'users', 'sessions', 'mail', 'login-throttle'] })

@@ -1,7 +1,9 @@
 import fp from 'fastify-plugin'
 import fastifyJwt from '@fastify/jwt'
 import type { FastifyInstance, onRequestHookHandler } from 'fastify'
+import { DatabaseUnavailable } from '../db/availability.js'
 import { Problems } from '../errors.js'
+import { problemResponses } from '../schemas/problem.js'
 import { OAUTH2_SCHEME } from '../schemas/security.js'
 import { hasScopes } from '../services/scopes.js'
 import { loadKeyRing, type KeyRing } from '../services/keys.js'
@@ -69,6 +71,11 @@ export default fp(async (app) => {
       done(Problems.invalidToken('Session has ended'))
       return
     }
+    // Not re-read for SESSION_SYNC_MAX_STALENESS_SECONDS (the database is out): the session may have ended elsewhere.
+    if (!endedSessions.current) {
+      done(new DatabaseUnavailable('ended sessions not re-read lately'))
+      return
+    }
     request.user = claims
     done()
   }
@@ -92,7 +99,12 @@ export function requireAuthentication (app: FastifyInstance): void {
     const hooks = [app.authenticate]
     if (scopes.length > 0) hooks.push(requireScopes(scopes))
     route.onRequest = [...[route.onRequest ?? []].flat(), ...hooks]
-    if (route.schema !== undefined) route.schema.security = [{ [OAUTH2_SCHEME]: [...scopes] }]
+    if (route.schema !== undefined) {
+      route.schema.security = [{ [OAUTH2_SCHEME]: [...scopes] }]
+      // Every protected route can answer 503: its session check needs ended sessions re-read lately (an outage).
+      const responses = (route.schema.response ?? {}) as Record<number, unknown>
+      if (responses[503] === undefined) route.schema.response = { ...responses, ...problemResponses(503) }
+    }
   })
 }
 

@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import type { FastifyReply } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import { errorRenderers, type ErrorRenderers, type FastifyLikeError, type ProblemError } from '../errors.js'
 
 declare module 'fastify' {
@@ -13,18 +13,29 @@ export function sendProblem (reply: FastifyReply, problem: ProblemError): Fastif
   return reply.code(problem.status).headers(problem.headers).type('application/problem+json').send(problem.toBody())
 }
 
+/**
+ * How a failed request is logged: a 5xx as an error with what raised it, except a refusal while the database is out,
+ * which is counted in /metrics instead (the outage itself is logged once, by the database plugin).
+ */
+export function logFailure (request: FastifyRequest, error: unknown, status: number, code: string): void {
+  if (code === 'database_unavailable') {
+    request.server.metrics.databaseUnavailable.inc()
+    request.log.debug({ status, code }, 'request refused: database unavailable')
+  } else if (status >= 500) {
+    request.log.error({ err: error }, 'request failed')
+  } else {
+    // The code is enough to follow a 4xx; the message of a library error may quote the body.
+    request.log.info({ status, code }, 'request refused')
+  }
+}
+
 export default fp(async (app) => {
   const renderers = errorRenderers(app.config.BODY_LIMIT)
   app.decorate('errorRenderers', renderers)
 
   app.setErrorHandler((error, request, reply) => {
     const problem = renderers.toProblem(error as FastifyLikeError)
-    if (problem.status >= 500) {
-      request.log.error({ err: error }, 'request failed')
-    } else {
-      // The code is enough to follow a 4xx; the message of a library error may quote the body.
-      request.log.info({ status: problem.status, code: problem.code }, 'request refused')
-    }
+    logFailure(request, error, problem.status, problem.code)
     return sendProblem(reply, problem)
   })
 }, { name: 'error-handler', dependencies: ['config'] })

@@ -10,6 +10,8 @@ export interface Metrics {
   refreshReuse: Counter
   rateLimited: Counter<'route'>
   passwordHash: Histogram<'operation'>
+  /** Requests answered 503 because the database did not answer (counted by the error handlers). */
+  databaseUnavailable: Counter
 }
 
 declare module 'fastify' {
@@ -76,7 +78,8 @@ export default fp(async (app) => {
       labelNames: ['operation'],
       buckets: [0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28],
       registers: [registry]
-    })
+    }),
+    databaseUnavailable: new Counter({ name: 'db_unavailable_responses_total', help: 'Requests answered 503 because the database did not answer', registers: [registry] })
   }
   app.decorate('metrics', metrics)
   // On a port of its own, for a scraper on an internal network: the public port never serves /metrics.
@@ -87,6 +90,12 @@ export default fp(async (app) => {
 
   collectDefaultMetrics({ register: registry })
   const { database } = app
+  new Gauge({ // eslint-disable-line no-new
+    name: 'db_up',
+    help: '1 while the database answers this instance, 0 during an outage (from the last query or probe, not a new one)',
+    registers: [registry],
+    collect () { this.set(database.available() ? 1 : 0) }
+  })
   const max = new Gauge({ name: 'db_pool_max', help: 'Most connections this instance opens', registers: [registry] })
   max.set(database.poolMax)
   new Gauge({ // eslint-disable-line no-new

@@ -22,8 +22,11 @@ function storeOn (redis: Redis): never {
   return class { constructor () { return guarded(createRedisStore(redis, 'auth-service:rate-limit:')) } } as never
 }
 
-/** A Redis client that never makes a request wait: no queue while disconnected, every command bounded. */
-async function connectRedis (app: FastifyInstance, url: string, timeoutMs: number): Promise<Redis> {
+/**
+ * A Redis client that never makes a request wait: no queue while disconnected, every command bounded. `whenDown`
+ * says, in the warning logged at most every 10 s while Redis does not answer, what its user does meanwhile.
+ */
+export async function connectRedis (app: FastifyInstance, url: string, timeoutMs: number, whenDown = 'rate limits fail open, except on routes that fail closed'): Promise<Redis> {
   const redis = new Redis(url, {
     enableOfflineQueue: false,
     commandTimeout: timeoutMs,
@@ -36,7 +39,7 @@ async function connectRedis (app: FastifyInstance, url: string, timeoutMs: numbe
   redis.on('error', (error: Error) => {
     if (Date.now() - lastWarning < 10_000) return
     lastWarning = Date.now()
-    app.log.warn({ err: { message: error.message } }, 'redis unavailable: rate limits fail open, except on routes that fail closed')
+    app.log.warn({ err: { message: error.message } }, `redis unavailable: ${whenDown}`)
   })
   app.addHook('onClose', async () => { redis.disconnect() })
   // Give a starting Redis a moment, but start without it rather than not at all.

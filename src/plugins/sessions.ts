@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin'
+import { isDatabaseUnavailable } from '../db/availability.js'
 import { EndedSessions } from '../services/ended-sessions.js'
 import { SessionSync } from '../services/session-sync.js'
 import { createSessionService, type SessionService } from '../services/sessions.js'
@@ -14,14 +15,15 @@ export default fp(async (app) => {
   const { database, config } = app
   // Long enough that every access token issued for an ended session has expired, plus clock skew.
   const windowMs = (config.ACCESS_TOKEN_TTL + 60) * 1000
-  const ended = new EndedSessions(windowMs)
+  const ended = new EndedSessions(windowMs, config.SESSION_SYNC_MAX_STALENESS_SECONDS * 1000)
   const sync = new SessionSync({
     db: database.db,
     listen: database.listen,
     ended,
     windowMs,
     intervalMs: config.SESSION_SYNC_INTERVAL_MS,
-    onError: (error) => { app.log.warn({ err: error }, 'could not re-read ended sessions') }
+    // An outage is logged once by the database plugin, not on every re-read that fails during it.
+    onError: (error) => { if (!isDatabaseUnavailable(error)) app.log.warn({ err: error }, 'could not re-read ended sessions') }
   })
   const service = createSessionService(database.db, {
     absoluteTtlSeconds: config.SESSION_ABSOLUTE_TTL,

@@ -29,7 +29,9 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['users'],
       summary: 'Change the signed-in user\'s password',
       description: 'Every other session of the user ends (refused within a second on every instance); this one stays. ' +
-        'Reset links sent before die. A wrong `current_password` is 400 naming that field.',
+        'Reset links sent before die. A wrong `current_password` is 400 naming that field, and counts as a failed login ' +
+        'of the account: while its logins are throttled, this answers 429 `login_throttled` with Retry-After, without ' +
+        'checking the password.',
       operationId: 'changePassword',
       body: Type.Object({
         current_password: Type.String({ minLength: 1, maxLength: 1024 }),
@@ -39,9 +41,13 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }, async (request, reply) => {
     const { current_password: current, new_password: next } = request.body
-    const outcome = await app.accounts.changePassword(request.user.sub, request.user.sid, current, next)
+    const outcome = await app.accounts.changePassword(request.user.sub, request.user.sid, current, next, request.ip)
     if (!outcome.ok) {
-      if ('reason' in outcome) throw Problems.invalidToken()
+      if ('reason' in outcome) {
+        if (outcome.reason === 'not_found') throw Problems.invalidToken()
+        audit(request, 'password_change_failed', { user_id: request.user.sub, reason: 'throttled' })
+        throw Problems.loginThrottled(outcome.retryAfterSeconds)
+      }
       if (outcome.field === 'current_password') audit(request, 'password_change_failed', { user_id: request.user.sub, reason: 'wrong_password' })
       throw Problems.validation([{ field: outcome.field, message: outcome.message }])
     }

@@ -65,7 +65,7 @@ const EXAMPLES: Record<number, { description: string, error: OAuthError }> = {
   413: { description: 'Request body too large', error: OAuthErrors.payloadTooLarge(16384) },
   429: { description: '`temporarily_unavailable`: rate limit exceeded; see Retry-After', error: OAuthErrors.rateLimited(60) },
   500: { description: '`server_error`', error: OAuthErrors.serverError() },
-  503: { description: '`temporarily_unavailable`: the shared rate-limit store (Redis) does not answer; this endpoint fails closed', error: OAuthErrors.rateLimitUnavailable() }
+  503: { description: '`temporarily_unavailable`: the database does not answer, the shared rate-limit store (Redis) does not answer (this endpoint fails closed), or too many password checks are under way; see Retry-After', error: OAuthErrors.databaseUnavailable() }
 }
 
 const OAUTH_HEADERS: Record<number, Record<string, { type: string, description: string }>> = {

@@ -32,7 +32,7 @@ const EXAMPLES: Record<number, { description: string, error: ProblemError }> = {
   415: { description: 'Unsupported Content-Type', error: Problems.unsupportedMediaType('Content-Type must be application/json') },
   429: { description: 'Rate limit exceeded; see Retry-After', error: Problems.rateLimited(60) },
   500: { description: 'Unexpected server error', error: Problems.internal() },
-  503: { description: 'A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis), or too many password checks are under way (`busy`); see Retry-After', error: Problems.unavailable('Database is not reachable') }
+  503: { description: 'A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After', error: Problems.databaseUnavailable() }
 }
 
 export const RESPONSE_HEADERS: Record<number, Record<string, { type: string, description: string }>> = {

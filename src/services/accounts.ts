@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { and, desc, eq, gt, sql } from 'drizzle-orm'
 import type { Database } from '../db/client.js'
 import { accountTokens, users, type UserRow } from '../db/schema.js'
+import type { LoginThrottle, Throttled } from './login-throttle.js'
 import type { OutgoingMessage } from './outbox.js'
 import type { PasswordHasher } from './password-hasher.js'
 import type { PasswordPolicy } from './password-policy.js'
@@ -24,6 +25,7 @@ export interface AccountOptions {
   users: UserService
   sessions: SessionService
   mail: MailQueue
+  throttle: LoginThrottle
   /** The base of links in emails (PUBLIC_URL), without a trailing slash. */
   publicUrl: string
   resetTtlSeconds: number
@@ -34,6 +36,7 @@ export type PasswordChange =
   | { ok: true, ended: number }
   | { ok: false, field: 'current_password' | 'new_password', message: string }
   | { ok: false, reason: 'not_found' }
+  | Throttled
 
 export type PasswordReset =
   | { ok: true, userId: string, ended: number }
@@ -41,8 +44,11 @@ export type PasswordReset =
   | { ok: false, reason: 'policy', message: string }
 
 export interface AccountService {
-  /** Checks the current password, sets the new one, ends every other session of the user and kills reset links. */
-  changePassword: (userId: string, sessionId: string, current: string, next: string) => Promise<PasswordChange>
+  /**
+   * Checks the current password (unless the account's logins are throttled: from `ip`, a wrong one counts as a failed
+   * login), sets the new one, ends every other session of the user and kills reset links.
+   */
+  changePassword: (userId: string, sessionId: string, current: string, next: string, ip: string) => Promise<PasswordChange>
   /** Sends a reset link to the address if a user has it (at most one per address a minute); silent either way. */
   requestPasswordReset: (email: string) => Promise<{ sent: boolean, userId?: string }>
   /** Sets the password of the token's user, uses the token up and ends all of their sessions. */
@@ -78,7 +84,7 @@ function message (to: string, subject: string, lines: string[], link: string, ex
 const minutes = (seconds: number): string => seconds % 3600 === 0 ? `${seconds / 3600} hour${seconds === 3600 ? '' : 's'}` : `${Math.round(seconds / 60)} minutes`
 
 export function createAccountService (options: AccountOptions): AccountService {
-  const { db, hasher, policy, users: userService, sessions, mail, publicUrl, resetTtlSeconds, verifyTtlSeconds } = options
+  const { db, hasher, policy, users: userService, sessions, mail, throttle, publicUrl, resetTtlSeconds, verifyTtlSeconds } = options
 
   /** Whether a token of this purpose went to the user less than the interval ago. */
   async function sentRecently (userId: string, purpose: Purpose): Promise<boolean> {
@@ -111,11 +117,13 @@ export function createAccountService (options: AccountOptions): AccountService {
   }
 
   return {
-    async changePassword (userId, sessionId, current, next) {
+    async changePassword (userId, sessionId, current, next, ip) {
       // Read afresh, not from the user cache: the hash must be the one in force now.
       const [user] = await db.select().from(users).where(eq(users.id, userId)).limit(1)
       if (user === undefined) return { ok: false, reason: 'not_found' }
-      if (!await hasher.verify(user.passwordHash, current)) return { ok: false, field: 'current_password', message: 'is not the current password' }
+      // Someone holding a stolen access token may be guessing the password: the login throttle of the username counts.
+      const checked = await throttle.guard(user.username, ip, async () => ({ ok: await hasher.verify(user.passwordHash, current) }))
+      if (!checked.ok) return 'reason' in checked ? checked : { ok: false, field: 'current_password', message: 'is not the current password' }
       const problem = await policy.problem(next, user)
       if (problem !== undefined) return { ok: false, field: 'new_password', message: problem }
       const passwordHash = await hasher.hash(next)

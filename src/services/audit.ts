@@ -7,6 +7,7 @@ export type AuditEvent =
   | 'user_registered'
   | 'login_succeeded'
   | 'login_failed'
+  | 'login_throttled'
   | 'token_refreshed'
   | 'refresh_token_reuse'
   | 'logout'
@@ -33,6 +34,8 @@ export interface AuditFields {
   session_id?: string
   sessions_ended?: number
   reason?: string
+  /** A throttled login: how long the account's logins are held back. */
+  retry_after_seconds?: number
   /** Administration: the user acted on (user_id is the administrator) and what changed. */
   target_user_id?: string
   role?: string

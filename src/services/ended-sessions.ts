@@ -4,9 +4,23 @@
  */
 export class EndedSessions {
   private readonly forgetAt = new Map<string, number>()
+  private confirmedAt = Date.now()
 
-  /** @param retainMs how long after its end a session must stay listed: the access token lifetime plus skew. */
-  constructor (private readonly retainMs: number) {}
+  /**
+   * @param retainMs how long after its end a session must stay listed: the access token lifetime plus skew.
+   * @param staleAfterMs how long the set is trusted after the last successful re-read (SESSION_SYNC_MAX_STALENESS_SECONDS).
+   */
+  constructor (private readonly retainMs: number, private readonly staleAfterMs = Number.POSITIVE_INFINITY) {}
+
+  /** The set was just read in full from the database: it holds every session ended anywhere until now. */
+  confirm (): void {
+    this.confirmedAt = Date.now()
+  }
+
+  /** Whether the set is recent enough to decide on: false once the re-reads have failed for staleAfterMs. */
+  get current (): boolean {
+    return Date.now() - this.confirmedAt <= this.staleAfterMs
+  }
 
   has (sessionId: string): boolean {
     return this.forgetAt.has(sessionId)

@@ -80,6 +80,9 @@ interface Pending {
   job: HashJob
   resolve: (result: HashResult) => void
   reject: (error: Error) => void
+  /** While the job waits in the queue: drops it when its signal aborts. */
+  onAbort?: () => void
+  signal?: AbortSignal
 }
 
 /**
@@ -133,17 +136,36 @@ export class HashPool {
       this.idle.push(worker)
       return
     }
+    if (next.onAbort !== undefined) next.signal?.removeEventListener('abort', next.onAbort)
     this.busy.set(worker, next)
     worker.postMessage(next.job)
   }
 
-  async run (job: Omit<HashJob, 'id'>): Promise<HashResult> {
+  /**
+   * Runs the job on the next free worker. While it waits for one, an abort of `signal` (its client has gone) takes it
+   * out of the queue and rejects it with the signal's reason, unhashed; a job already running finishes.
+   */
+  async run (job: Omit<HashJob, 'id'>, signal?: AbortSignal): Promise<HashResult> {
     if (this.closed) throw new Error('hash pool is closed')
-    if (this.idle.length === 0 && this.queue.length >= this.maxQueue) throw new HashPoolBusy()
+    signal?.throwIfAborted()
+    const worker = this.idle.pop()
+    if (worker === undefined && this.queue.length >= this.maxQueue) throw new HashPoolBusy()
     return await new Promise<HashResult>((resolve, reject) => {
-      this.queue.push({ job: { ...job, id: this.nextId++ }, resolve, reject })
-      const worker = this.idle.pop()
-      if (worker !== undefined) this.release(worker)
+      const pending: Pending = { job: { ...job, id: this.nextId++ }, resolve, reject }
+      this.queue.push(pending)
+      if (worker !== undefined) {
+        this.release(worker)
+      } else if (signal !== undefined) {
+        // Only a job that has to wait listens: with a worker free, the hot path adds nothing.
+        pending.signal = signal
+        pending.onAbort = () => {
+          const index = this.queue.indexOf(pending)
+          if (index === -1) return
+          this.queue.splice(index, 1)
+          reject(signal.reason instanceof Error ? signal.reason : new Error('aborted', { cause: signal.reason }))
+        }
+        signal.addEventListener('abort', pending.onAbort, { once: true })
+      }
     })
   }
 

@@ -9,8 +9,11 @@ export interface Argon2Params {
 
 export interface PasswordHasher {
   hash: (password: string) => Promise<string>
-  /** Verifies against the stored hash, or against a dummy hash when there is none, so both take the same time. */
-  verify: (storedHash: string | undefined, password: string) => Promise<boolean>
+  /**
+   * Verifies against the stored hash, or against a dummy hash when there is none, so both take the same time.
+   * An abort of `signal` before the check starts rejects with its reason (the client has gone: nothing is hashed).
+   */
+  verify: (storedHash: string | undefined, password: string, signal?: AbortSignal) => Promise<boolean>
   needsRehash: (storedHash: string) => boolean
 }
 
@@ -26,14 +29,14 @@ export function parsePhc (storedHash: string): Argon2Params | undefined {
 /** Called with the seconds each hash or verify took (the metrics histogram). */
 export type HashTimer = (operation: 'hash' | 'verify', seconds: number) => void
 
-type Argon2 = (operation: 'hash' | 'verify', password: string, storedHash?: string) => Promise<string | boolean>
+type Argon2 = (operation: 'hash' | 'verify', password: string, storedHash?: string, signal?: AbortSignal) => Promise<string | boolean>
 
 /** argon2id with the given parameters, on the worker threads of `pool`. */
 export async function createPasswordHasher (params: Argon2Params, pool: HashPool, observe: HashTimer = () => {}): Promise<PasswordHasher> {
   const options = { algorithm: Algorithm.Argon2id, ...params }
   let timer: HashTimer = () => {}
-  const argon2: Argon2 = async (operation, password, storedHash) => {
-    const result = await pool.run({ operation, password, storedHash, options })
+  const argon2: Argon2 = async (operation, password, storedHash, signal) => {
+    const result = await pool.run({ operation, password, storedHash, options }, signal)
     timer(operation, result.seconds)
     if (result.error !== undefined || result.value === undefined) throw new Error(result.error ?? 'no result')
     return result.value
@@ -46,16 +49,16 @@ export async function createPasswordHasher (params: Argon2Params, pool: HashPool
 
   return {
     hash: async (password) => await argon2('hash', password) as string,
-    verify: async (storedHash, password) => {
+    verify: async (storedHash, password, signal) => {
       if (storedHash === undefined) {
-        await argon2('verify', password, dummyHash)
+        await argon2('verify', password, dummyHash, signal)
         return false
       }
       try {
-        return await argon2('verify', password, storedHash) as boolean
+        return await argon2('verify', password, storedHash, signal) as boolean
       } catch (error) {
-        // A full queue is not a wrong password: it goes up, to be answered 503.
-        if (error instanceof HashPoolBusy) throw error
+        // A full queue, or a client gone, is not a wrong password: it goes up, to be answered 503 (or to nobody).
+        if (error instanceof HashPoolBusy || signal?.aborted === true) throw error
         return false
       }
     },

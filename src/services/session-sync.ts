@@ -39,8 +39,13 @@ export class SessionSync {
 
   async start (): Promise<void> {
     await this.reread()
+    let first = true
     this.unlisten = await this.options.listen(SESSION_ENDED_CHANNEL, (payload) => {
       for (const id of payload.split(',')) if (UUID.test(id)) this.options.ended.add(id)
+    }, () => {
+      // LISTEN established again (a new connection after an outage): what was announced meanwhile was missed.
+      if (first) first = false
+      else this.reread().catch(this.options.onError)
     })
     this.timer = setInterval(() => { this.reread().catch(this.options.onError) }, this.options.intervalMs)
     this.timer.unref()
@@ -73,6 +78,7 @@ export class SessionSync {
         this.options.ended.add(row.id, row.endedAt)
         if (row.endedAt > this.since) this.since = row.endedAt
       }
+      this.options.ended.confirm()
       this.options.ended.prune()
     } finally {
       this.rereading = false

@@ -119,45 +119,44 @@ export function createSessionService (db: Database, policy: SessionPolicy, onEnd
       const agent = client.userAgent?.slice(0, 512) ?? null
       if (!REFRESH_TOKEN_SHAPE.test(refreshToken)) return { ok: false, reason: 'unknown' }
       const hash = hashRefreshToken(refreshToken)
-      // The conditional update is the decision: of any number of racing refreshes, one sees a row.
-      const [claimed] = await db.update(refreshTokens)
-        .set({ rotatedAt: sql`now()`, rotatedByIp: ip, rotatedByAgent: agent })
-        .where(and(eq(refreshTokens.tokenHash, hash), isNull(refreshTokens.rotatedAt)))
-        .returning({ sessionId: refreshTokens.sessionId })
-
-      if (claimed === undefined) {
-        // The age is computed by the database, whose clock also wrote rotated_at.
-        const [retired] = await db.select({
-          sessionId: refreshTokens.sessionId,
-          session: sessions,
-          ageSeconds: sql<number | null>`extract(epoch from (now() - ${refreshTokens.rotatedAt}))::float8`,
-          byIp: refreshTokens.rotatedByIp,
-          byAgent: refreshTokens.rotatedByAgent
-        }).from(refreshTokens).innerJoin(sessions, eq(sessions.id, refreshTokens.sessionId))
-          .where(eq(refreshTokens.tokenHash, hash)).limit(1)
-        if (retired?.ageSeconds == null) return { ok: false, reason: 'unknown' }
-        // A retry after logout or expiry is not a race that someone won: nobody holds new tokens.
-        if (!isActive(retired.session, new Date())) return { ok: false, reason: 'inactive' }
-        // Within the grace window, and from the client whose refresh won: its own concurrent requests, a benign race.
-        // From any other client it is a second holder, whoever came first (a thief who refreshed before the owner).
-        const sameClient = retired.byIp === ip && retired.byAgent === agent
-        if (Number(retired.ageSeconds) <= policy.reuseGraceSeconds && sameClient) return { ok: false, reason: 'raced' }
-        // A retired token presented again means two parties hold it: end the session (OAuth 2.0 security BCP 4.14).
-        await end({ sessionId: retired.sessionId }, 'refresh_token_reuse')
-        return { ok: false, reason: 'reused', sessionId: retired.sessionId }
-      }
-
-      const now = new Date()
-      const [row] = await db.select().from(sessions).innerJoin(users, eq(users.id, sessions.userId))
-        .where(eq(sessions.id, claimed.sessionId)).limit(1)
-      if (row === undefined || !isActive(row.sessions, now)) return { ok: false, reason: 'inactive' }
-      const { token, hash: nextHash } = newRefreshToken()
-      const session = await db.transaction(async (tx) => {
+      // One transaction: a crash (or a cut connection) between retiring the presented token and storing its successor
+      // must not leave a session whose client holds only a retired token. The conditional update is the decision: of
+      // any number of racing refreshes, one sees a row (the others wait on its lock, then find it rotated).
+      const rotated = await db.transaction(async (tx): Promise<RefreshOutcome | undefined> => {
+        const [claimed] = await tx.update(refreshTokens)
+          .set({ rotatedAt: sql`now()`, rotatedByIp: ip, rotatedByAgent: agent })
+          .where(and(eq(refreshTokens.tokenHash, hash), isNull(refreshTokens.rotatedAt)))
+          .returning({ sessionId: refreshTokens.sessionId })
+        if (claimed === undefined) return undefined
+        const [row] = await tx.select().from(sessions).innerJoin(users, eq(users.id, sessions.userId))
+          .where(eq(sessions.id, claimed.sessionId)).limit(1)
+        if (row === undefined || !isActive(row.sessions, new Date())) return { ok: false, reason: 'inactive' }
+        const { token, hash: nextHash } = newRefreshToken()
         await tx.insert(refreshTokens).values({ sessionId: claimed.sessionId, tokenHash: nextHash })
-        const [touched] = await tx.update(sessions).set({ lastUsedAt: sql`now()` }).where(eq(sessions.id, claimed.sessionId)).returning()
-        return touched
+        const [session] = await tx.update(sessions).set({ lastUsedAt: sql`now()` }).where(eq(sessions.id, claimed.sessionId)).returning()
+        return { ok: true, user: row.users, session, refreshToken: token }
       })
-      return { ok: true, user: row.users, session, refreshToken: token }
+      if (rotated !== undefined) return rotated
+
+      // The age is computed by the database, whose clock also wrote rotated_at.
+      const [retired] = await db.select({
+        sessionId: refreshTokens.sessionId,
+        session: sessions,
+        ageSeconds: sql<number | null>`extract(epoch from (now() - ${refreshTokens.rotatedAt}))::float8`,
+        byIp: refreshTokens.rotatedByIp,
+        byAgent: refreshTokens.rotatedByAgent
+      }).from(refreshTokens).innerJoin(sessions, eq(sessions.id, refreshTokens.sessionId))
+        .where(eq(refreshTokens.tokenHash, hash)).limit(1)
+      if (retired?.ageSeconds == null) return { ok: false, reason: 'unknown' }
+      // A retry after logout or expiry is not a race that someone won: nobody holds new tokens.
+      if (!isActive(retired.session, new Date())) return { ok: false, reason: 'inactive' }
+      // Within the grace window, and from the client whose refresh won: its own concurrent requests, a benign race.
+      // From any other client it is a second holder, whoever came first (a thief who refreshed before the owner).
+      const sameClient = retired.byIp === ip && retired.byAgent === agent
+      if (Number(retired.ageSeconds) <= policy.reuseGraceSeconds && sameClient) return { ok: false, reason: 'raced' }
+      // A retired token presented again means two parties hold it: end the session (OAuth 2.0 security BCP 4.14).
+      await end({ sessionId: retired.sessionId }, 'refresh_token_reuse')
+      return { ok: false, reason: 'reused', sessionId: retired.sessionId }
     },
 
     async sessionOfRefreshToken (refreshToken) {

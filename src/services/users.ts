@@ -1,4 +1,5 @@
 import { and, eq, inArray, sql } from 'drizzle-orm'
+import { isDatabaseUnavailable } from '../db/availability.js'
 import { preparedStatement } from '../adapters/drizzle-prepared-statement.js'
 import type { Database } from '../db/client.js'
 import { roles, userRoles, users, type UserRow } from '../db/schema.js'
@@ -36,8 +37,11 @@ export interface UserService {
   ensureAdmin: (input: NewUser) => Promise<'created' | 'exists' | 'taken'>
   /** The names among `roleNames` that no role has. */
   unknownRoles: (roleNames: string[]) => Promise<string[]>
-  /** The user whose username or email is `login` and whose password matches; else why not (for the audit trail). */
-  authenticate: (login: string, password: string) => Promise<LoginOutcome>
+  /**
+   * The user whose username or email is `login` and whose password matches; else why not (for the audit trail).
+   * `signal`: the client has gone, so a check still waiting for a hash thread is dropped (rejects with its reason).
+   */
+  authenticate: (login: string, password: string, signal?: AbortSignal) => Promise<LoginOutcome>
   findById: (id: string) => Promise<UserRow | undefined>
   grantsOf: (userId: string) => Promise<Grants>
   /** Drops a user from this instance's cache after a change made elsewhere in the service (administration). */
@@ -161,11 +165,11 @@ export function createUserService (db: Database, hasher: PasswordHasher, cacheOp
       return roleNames.filter(name => !known.some(k => k.name === name))
     },
 
-    async authenticate (login, password) {
+    async authenticate (login, password, signal) {
       // Inputs no user can have (control characters, broken UTF-16) are treated as an unknown user,
       // still paying for one hash so the answer takes as long as any other.
       const row = PLAUSIBLE_LOGIN.test(login) && login.isWellFormed() ? await findByLogin(login) : undefined
-      const ok = await hasher.verify(row?.passwordHash, password)
+      const ok = await hasher.verify(row?.passwordHash, password, signal)
       if (row === undefined) return { ok: false, reason: 'unknown_user' }
       if (!ok) return { ok: false, reason: 'wrong_password', userId: row.id }
       if (row.disabledAt !== null) return { ok: false, reason: 'disabled', userId: row.id }
@@ -188,7 +192,13 @@ export function createUserService (db: Database, hasher: PasswordHasher, cacheOp
         loading = load(id).finally(() => { pending.delete(id) })
         pending.set(id, loading)
       }
-      return await loading
+      try {
+        return await loading
+      } catch (error) {
+        // The database is out: what this instance last read is served rather than nothing (a miss is the 503).
+        if (hit !== undefined && isDatabaseUnavailable(error)) return hit.row
+        throw error
+      }
     },
 
     forget: (id) => { cache.delete(id) },

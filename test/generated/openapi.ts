@@ -274,7 +274,7 @@ export interface paths {
         put?: never;
         /**
          * Get tokens: OAuth2 password grant or refresh-token rotation
-         * @description RFC 6749 sections 4.3 and 6. Send `application/x-www-form-urlencoded` (as OAuth2 clients do) or JSON with the same fields. Each password login opens a session; each refresh retires the refresh token it was given. HTTP Basic client authentication and `client_id` are accepted and ignored.
+         * @description RFC 6749 sections 4.3 and 6. Send `application/x-www-form-urlencoded` (as OAuth2 clients do) or JSON with the same fields. Each password login opens a session; each refresh retires the refresh token it was given. After LOGIN_THROTTLE_MAX_FAILURES failed logins of one account (known or not) within the window, its password logins are answered 429 with a growing Retry-After, unchecked, except from an address it logged in from recently. HTTP Basic client authentication and `client_id` are accepted and ignored.
          */
         post: operations["createToken"];
         delete?: never;
@@ -349,7 +349,7 @@ export interface paths {
         put?: never;
         /**
          * Change the signed-in user's password
-         * @description Every other session of the user ends (refused within a second on every instance); this one stays. Reset links sent before die. A wrong `current_password` is 400 naming that field.
+         * @description Every other session of the user ends (refused within a second on every instance); this one stays. Reset links sent before die. A wrong `current_password` is 400 naming that field, and counts as a failed login of the account: while its logins are throttled, this answers 429 `login_throttled` with Retry-After, without checking the password.
          */
         post: operations["changePassword"];
         delete?: never;
@@ -782,6 +782,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     adminPutRole: {
@@ -972,6 +992,26 @@ export interface operations {
                      *       "status": 500,
                      *       "detail": "Internal Server Error",
                      *       "code": "internal_error"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -1171,6 +1211,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     adminListUsers: {
@@ -1317,6 +1377,26 @@ export interface operations {
                      *       "status": 500,
                      *       "detail": "Internal Server Error",
                      *       "code": "internal_error"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -1521,7 +1601,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis), or too many password checks are under way (`busy`); see Retry-After */
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
             503: {
                 headers: {
                     /** @description Seconds after which a retry may succeed */
@@ -1534,8 +1614,8 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Service Unavailable",
                      *       "status": 503,
-                     *       "detail": "Database is not reachable",
-                     *       "code": "unavailable"
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -1678,6 +1758,26 @@ export interface operations {
                      *       "status": 500,
                      *       "detail": "Internal Server Error",
                      *       "code": "internal_error"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -1872,6 +1972,26 @@ export interface operations {
                      *       "status": 500,
                      *       "detail": "Internal Server Error",
                      *       "code": "internal_error"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -2091,6 +2211,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     adminListUserSessions: {
@@ -2241,6 +2381,26 @@ export interface operations {
                      *       "status": 500,
                      *       "detail": "Internal Server Error",
                      *       "code": "internal_error"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -2422,6 +2582,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     verifyEmail: {
@@ -2545,7 +2725,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis), or too many password checks are under way (`busy`); see Retry-After */
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
             503: {
                 headers: {
                     /** @description Seconds after which a retry may succeed */
@@ -2558,8 +2738,8 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Service Unavailable",
                      *       "status": 503,
-                     *       "detail": "Database is not reachable",
-                     *       "code": "unavailable"
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -2703,7 +2883,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis), or too many password checks are under way (`busy`); see Retry-After */
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
             503: {
                 headers: {
                     /** @description Seconds after which a retry may succeed */
@@ -2716,8 +2896,8 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Service Unavailable",
                      *       "status": 503,
-                     *       "detail": "Database is not reachable",
-                     *       "code": "unavailable"
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -2859,6 +3039,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     forgotPassword: {
@@ -2988,7 +3188,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis), or too many password checks are under way (`busy`); see Retry-After */
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
             503: {
                 headers: {
                     /** @description Seconds after which a retry may succeed */
@@ -3001,8 +3201,8 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Service Unavailable",
                      *       "status": 503,
-                     *       "detail": "Database is not reachable",
-                     *       "code": "unavailable"
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -3133,7 +3333,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis), or too many password checks are under way (`busy`); see Retry-After */
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
             503: {
                 headers: {
                     /** @description Seconds after which a retry may succeed */
@@ -3146,8 +3346,8 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Service Unavailable",
                      *       "status": 503,
-                     *       "detail": "Database is not reachable",
-                     *       "code": "unavailable"
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -3310,7 +3510,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis), or too many password checks are under way (`busy`); see Retry-After */
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
             503: {
                 headers: {
                     /** @description Seconds after which a retry may succeed */
@@ -3323,8 +3523,8 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Service Unavailable",
                      *       "status": 503,
-                     *       "detail": "Database is not reachable",
-                     *       "code": "unavailable"
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -3440,6 +3640,25 @@ export interface operations {
                      * @example {
                      *       "error": "server_error",
                      *       "error_description": "Internal Server Error"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["OAuthError"];
+                };
+            };
+            /** @description `temporarily_unavailable`: the database does not answer, the shared rate-limit store (Redis) does not answer (this endpoint fails closed), or too many password checks are under way; see Retry-After */
+            503: {
+                headers: {
+                    /** @description `no-store`: tokens and their errors are never cached */
+                    "Cache-Control"?: string;
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": "temporarily_unavailable",
+                     *       "error_description": "The database is unavailable; retry shortly"
                      *     }
                      */
                     "application/json": components["schemas"]["OAuthError"];
@@ -3609,7 +3828,7 @@ export interface operations {
                     "application/json": components["schemas"]["OAuthError"];
                 };
             };
-            /** @description `temporarily_unavailable`: the shared rate-limit store (Redis) does not answer; this endpoint fails closed */
+            /** @description `temporarily_unavailable`: the database does not answer, the shared rate-limit store (Redis) does not answer (this endpoint fails closed), or too many password checks are under way; see Retry-After */
             503: {
                 headers: {
                     /** @description `no-store`: tokens and their errors are never cached */
@@ -3622,7 +3841,7 @@ export interface operations {
                     /**
                      * @example {
                      *       "error": "temporarily_unavailable",
-                     *       "error_description": "Rate limiting is unavailable; retry shortly"
+                     *       "error_description": "The database is unavailable; retry shortly"
                      *     }
                      */
                     "application/json": components["schemas"]["OAuthError"];
@@ -3684,7 +3903,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis), or too many password checks are under way (`busy`); see Retry-After */
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
             503: {
                 headers: {
                     /** @description Seconds after which a retry may succeed */
@@ -3697,8 +3916,8 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Service Unavailable",
                      *       "status": 503,
-                     *       "detail": "Database is not reachable",
-                     *       "code": "unavailable"
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -3777,6 +3996,26 @@ export interface operations {
                      *       "status": 500,
                      *       "detail": "Internal Server Error",
                      *       "code": "internal_error"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -3942,7 +4181,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis), or too many password checks are under way (`busy`); see Retry-After */
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
             503: {
                 headers: {
                     /** @description Seconds after which a retry may succeed */
@@ -3955,8 +4194,8 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Service Unavailable",
                      *       "status": 503,
-                     *       "detail": "Database is not reachable",
-                     *       "code": "unavailable"
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -4106,7 +4345,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description A dependency is unavailable (the database; for routes whose rate limit fails closed, Redis), or too many password checks are under way (`busy`); see Retry-After */
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
             503: {
                 headers: {
                     /** @description Seconds after which a retry may succeed */
@@ -4119,8 +4358,8 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Service Unavailable",
                      *       "status": 503,
-                     *       "detail": "Database is not reachable",
-                     *       "code": "unavailable"
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -4212,6 +4451,26 @@ export interface operations {
                      *       "status": 500,
                      *       "detail": "Internal Server Error",
                      *       "code": "internal_error"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -4348,6 +4607,26 @@ export interface operations {
                      *       "status": 500,
                      *       "detail": "Internal Server Error",
                      *       "code": "internal_error"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -4504,6 +4783,26 @@ export interface operations {
                      *       "status": 500,
                      *       "detail": "Internal Server Error",
                      *       "code": "internal_error"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];

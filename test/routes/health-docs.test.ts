@@ -17,7 +17,7 @@ test('GET /health/ready: when the database answers, then 200; when it does not, 
   const res = await app.inject({ url: '/health/ready' })
   t.equal(res.statusCode, 503)
   t.match(res.headers['content-type'], /^application\/problem\+json/)
-  t.equal(res.json().detail, 'Database is not reachable')
+  t.equal(res.json().detail, 'The database is unavailable; retry shortly')
 })
 
 test('GET /openapi.json: when fetched, then an OpenAPI 3.1 document with the OAuth2 password flow at /auth/token', async (t) => {
@@ -48,7 +48,7 @@ test('GET /openapi.json: when any operation is read, then it has tags, a summary
   const expected: Record<string, string[]> = {
     'post /auth/register': ['201', '400', '409', '413', '415', '429', '500', '503'],
     'post /auth/token': ['200', '400', '401', '413', '429', '500', '503'],
-    'get /users/me': ['200', '401', '429', '500'],
+    'get /users/me': ['200', '401', '429', '500', '503'],
     'post /users/me/password': ['204', '400', '401', '413', '415', '429', '500', '503'],
     'delete /users/me': ['204', '400', '401', '409', '413', '415', '429', '500', '503'],
     'post /auth/password/forgot': ['202', '400', '413', '415', '429', '500', '503'],
@@ -56,23 +56,23 @@ test('GET /openapi.json: when any operation is read, then it has tags, a summary
     'post /auth/email/verify': ['204', '400', '413', '415', '429', '500', '503'],
     'post /auth/email/verify/resend': ['202', '400', '401', '413', '415', '429', '500', '503'],
     'get /.well-known/jwks.json': ['200', '429', '500'],
-    'post /auth/revoke': ['200', '400', '413', '429', '500'],
-    'post /auth/logout': ['204', '400', '401', '413', '415', '429', '500'],
-    'get /users/me/sessions': ['200', '401', '429', '500'],
-    'delete /users/me/sessions': ['204', '400', '401', '413', '415', '429', '500'],
-    'delete /users/me/sessions/{id}': ['204', '400', '401', '404', '413', '415', '429', '500'],
+    'post /auth/revoke': ['200', '400', '413', '429', '500', '503'],
+    'post /auth/logout': ['204', '400', '401', '413', '415', '429', '500', '503'],
+    'get /users/me/sessions': ['200', '401', '429', '500', '503'],
+    'delete /users/me/sessions': ['204', '400', '401', '413', '415', '429', '500', '503'],
+    'delete /users/me/sessions/{id}': ['204', '400', '401', '404', '413', '415', '429', '500', '503'],
     'get /health/ready': ['200', '503'],
     'get /health/live': ['200'],
-    'get /admin/users': ['200', '400', '401', '403', '429', '500'],
+    'get /admin/users': ['200', '400', '401', '403', '429', '500', '503'],
     'post /admin/users': ['201', '400', '401', '403', '409', '413', '415', '429', '500', '503'],
-    'get /admin/users/{id}': ['200', '400', '401', '403', '404', '429', '500'],
-    'patch /admin/users/{id}': ['200', '400', '401', '403', '404', '409', '413', '415', '429', '500'],
-    'delete /admin/users/{id}': ['204', '400', '401', '403', '404', '409', '413', '415', '429', '500'],
-    'get /admin/users/{id}/sessions': ['200', '400', '401', '403', '404', '429', '500'],
-    'delete /admin/users/{id}/sessions': ['204', '400', '401', '403', '404', '413', '415', '429', '500'],
-    'get /admin/roles': ['200', '401', '403', '429', '500'],
-    'put /admin/roles/{name}': ['200', '201', '400', '401', '403', '409', '413', '415', '429', '500'],
-    'delete /admin/roles/{name}': ['204', '400', '401', '403', '404', '409', '413', '415', '429', '500']
+    'get /admin/users/{id}': ['200', '400', '401', '403', '404', '429', '500', '503'],
+    'patch /admin/users/{id}': ['200', '400', '401', '403', '404', '409', '413', '415', '429', '500', '503'],
+    'delete /admin/users/{id}': ['204', '400', '401', '403', '404', '409', '413', '415', '429', '500', '503'],
+    'get /admin/users/{id}/sessions': ['200', '400', '401', '403', '404', '429', '500', '503'],
+    'delete /admin/users/{id}/sessions': ['204', '400', '401', '403', '404', '413', '415', '429', '500', '503'],
+    'get /admin/roles': ['200', '401', '403', '429', '500', '503'],
+    'put /admin/roles/{name}': ['200', '201', '400', '401', '403', '409', '413', '415', '429', '500', '503'],
+    'delete /admin/roles/{name}': ['204', '400', '401', '403', '404', '409', '413', '415', '429', '500', '503']
   }
   for (const [path, methods] of Object.entries<Record<string, { tags: string[], summary: string, operationId: string, responses: Record<string, unknown> }>>(doc.paths)) {
     for (const [method, op] of Object.entries(methods)) {

@@ -20,7 +20,7 @@ test('sessions across instances: when a session ends on instance A, then instanc
 })
 
 test('sessions across instances: when B re-reads only once a minute, then the notification alone makes B refuse the token within a second', async (t) => {
-  const [a, b] = await twoInstances(t, {}, { SESSION_SYNC_INTERVAL_MS: 60000 })
+  const [a, b] = await twoInstances(t, {}, { SESSION_SYNC_INTERVAL_MS: 60000, SESSION_SYNC_MAX_STALENESS_SECONDS: 300 })
   const user = await register(a)
   const pair = await loginPair(a, user)
   t.equal((await me(b, pair.access)).statusCode, 200, 'B accepts A\'s access token')

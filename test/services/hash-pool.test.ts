@@ -59,3 +59,24 @@ test('HashPool: when the queue is full, then a new job is refused at once (HashP
   const results = await Promise.all(accepted)
   t.equal(results.filter(r => typeof r.value === 'string').length, 3, 'one running and two queued: all hashed')
 })
+
+test('HashPool: when the signal of a queued job aborts (its client has gone), then the job leaves the queue unhashed, rejected with the reason, and a running job whose signal aborts still finishes', async (t) => {
+  const pool = new HashPool(1, 10, 1)
+  t.teardown(async () => { await pool.close() })
+  const slow = { ...options, memoryCost: 65536, timeCost: 3 }
+  const gone = new Error('the client has gone')
+  const runningClient = new AbortController()
+  let runningSettled = false
+  const running = pool.run({ operation: 'hash', password: 'running', options: slow }, runningClient.signal).finally(() => { runningSettled = true })
+  const queuedClient = new AbortController()
+  const queued = pool.run({ operation: 'hash', password: 'queued', options: slow }, queuedClient.signal)
+
+  queuedClient.abort(gone)
+  runningClient.abort(gone)
+  await t.rejects(queued, gone, 'the queued job is rejected with the abort reason')
+  t.equal(runningSettled, false, 'while the only worker still runs the first job: the queued one never reached it')
+  const replacement = pool.run({ operation: 'hash', password: 'replacement', options })
+  t.match((await running).value, /^\$argon2id\$/, 'the running job finished, abort or not')
+  t.match((await replacement).value, /^\$argon2id\$/, 'the freed queue slot took another job (the queue holds one)')
+  await t.rejects(pool.run({ operation: 'hash', password: 'late', options }, AbortSignal.abort(gone)), gone, 'a job whose client is already gone is refused at once')
+})

@@ -1,8 +1,10 @@
 import formbody from '@fastify/formbody'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
-import { OAuthErrors, type FastifyLikeError } from '../../errors.js'
+import { clientGone, OAuthErrors, type FastifyLikeError } from '../../errors.js'
+import { isDatabaseUnavailable } from '../../db/availability.js'
+import { logFailure } from '../../plugins/error-handler.js'
 import { NO_STORE_HEADER, oauthErrorResponses, RevokeRequestSchema, TokenRequestSchema, tokenResponse as tokenResponseSchema } from '../../schemas/oauth.js'
 import type { UserRow } from '../../db/schema.js'
 import { audit } from '../../services/audit.js'
@@ -33,6 +35,20 @@ function granted (requested: string[] | undefined, available: string[], holder: 
   return decision.scope
 }
 
+/**
+ * A signal that aborts if the client goes away before its answer is sent, so that a password check still waiting for
+ * a hash thread is dropped. Not the request's 'close': Node 20 emits it once the body is read; the response's
+ * 'close' before it has finished means the connection went.
+ */
+function whileClientWaits (reply: FastifyReply): { signal: AbortSignal, done: () => void } {
+  const controller = new AbortController()
+  const response = reply.raw
+  const onClose = (): void => { if (!response.writableFinished) controller.abort(clientGone()) }
+  if (response.destroyed) onClose()
+  else response.once('close', onClose)
+  return { signal: controller.signal, done: () => { response.off('close', onClose) } }
+}
+
 // The media types the token endpoints take, in the order the document lists them.
 const FORM_OR_JSON = ['application/x-www-form-urlencoded', 'application/json']
 
@@ -52,7 +68,7 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
   // RFC 6749 section 5.2: every failure here is {error, error_description}, never a problem document.
   app.setErrorHandler((error, request, reply) => {
     const oauthError = app.errorRenderers.toOAuthError(error as FastifyLikeError)
-    if (oauthError.status >= 500) request.log.error({ err: error }, 'token request failed')
+    if (oauthError.status >= 500) logFailure(request, error, oauthError.status, isDatabaseUnavailable(error) ? 'database_unavailable' : oauthError.error)
     return reply.code(oauthError.status).headers({ ...NO_STORE, ...oauthError.headers }).send(oauthError.toBody())
   })
 
@@ -61,11 +77,23 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return { access_token: accessToken, token_type: 'bearer' as const, expires_in: expiresIn, scope: grant.scope, refresh_token: refreshToken }
   }
 
-  async function passwordGrant (request: FastifyRequest, body: Fields) {
+  async function passwordGrant (request: FastifyRequest, reply: FastifyReply, body: Fields) {
     const username = required(body, 'username')
     const password = required(body, 'password')
     const requested = requestedScope(body)
-    const login = await app.users.authenticate(username, password)
+    const login = await app.loginThrottle.guard(username, request.ip, async () => {
+      const client = whileClientWaits(reply)
+      try {
+        return await app.users.authenticate(username, password, client.signal)
+      } finally {
+        client.done()
+      }
+    })
+    if (!login.ok && login.reason === 'throttled') {
+      app.metrics.logins.inc({ outcome: 'throttled' })
+      audit(request, 'login_throttled', { retry_after_seconds: login.retryAfterSeconds })
+      throw OAuthErrors.loginThrottled(login.retryAfterSeconds)
+    }
     if (!login.ok) {
       // One outcome for a wrong password and an unknown user: metrics must not tell which accounts exist (the audit log,
       // which is not public, keeps the difference).
@@ -124,6 +152,8 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Get tokens: OAuth2 password grant or refresh-token rotation',
       description: 'RFC 6749 sections 4.3 and 6. Send `application/x-www-form-urlencoded` (as OAuth2 clients do) or JSON with ' +
         'the same fields. Each password login opens a session; each refresh retires the refresh token it was given. ' +
+        'After LOGIN_THROTTLE_MAX_FAILURES failed logins of one account (known or not) within the window, its password ' +
+        'logins are answered 429 with a growing Retry-After, unchecked, except from an address it logged in from recently. ' +
         'HTTP Basic client authentication and `client_id` are accepted and ignored.',
       operationId: 'createToken',
       security: [],
@@ -135,7 +165,7 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const body: Fields = request.body ?? {}
     const grantType = body.grant_type ?? 'password'
     let response
-    if (grantType === 'password') response = await passwordGrant(request, body)
+    if (grantType === 'password') response = await passwordGrant(request, reply, body)
     else if (grantType === 'refresh_token') response = await refreshGrant(request, body)
     else throw OAuthErrors.unsupportedGrantType()
     return reply.headers(NO_STORE).send(response)
@@ -158,7 +188,7 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
           headers: { 'Cache-Control': NO_STORE_HEADER },
           content: { 'application/json': { schema: Type.Object({}, { additionalProperties: false, examples: [{}] }) } }
         },
-        ...oauthErrorResponses(400, 413, 429, 500)
+        ...oauthErrorResponses(400, 413, 429, 500, 503)
       }
     }
   }, async (request, reply) => {
