@@ -60,7 +60,8 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['users'],
       summary: 'Delete the signed-in user\'s account',
       description: 'Needs the password. The user and their sessions are gone; their tokens are refused within a second on ' +
-        'every instance. The last administrator cannot leave (409).',
+        'every instance. The last administrator cannot leave (409). A wrong password counts as a failed login of the ' +
+        'account: while its logins are throttled, this answers 429 `login_throttled` without checking the password.',
       operationId: 'deleteCurrentUser',
       body: Type.Object({ password: Type.String({ minLength: 1, maxLength: 1024 }) }, { title: 'DeleteAccountRequest' }),
       response: { 204: Type.Null({ description: 'Deleted' }), ...problemResponses(400, 401, 409, 413, 415, 429, 500, 503) }
@@ -69,9 +70,13 @@ const userRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const id = request.user.sub
     const found = await app.adminUsers.get(id)
     if (found === undefined) throw Problems.invalidToken()
-    if (!await app.passwordHasher.verify(found.row.passwordHash, request.body.password)) {
-      audit(request, 'account_deletion_failed', { user_id: id, reason: 'wrong_password' })
-      throw Problems.validation([{ field: 'password', message: 'is not the current password' }])
+    // As with a password change: a holder of a stolen access token guessing here counts against the account's logins.
+    const checked = await app.loginThrottle.guard(found.row.username, request.ip,
+      async () => ({ ok: await app.passwordHasher.verify(found.row.passwordHash, request.body.password) }))
+    if (!checked.ok) {
+      const throttled = 'retryAfterSeconds' in checked
+      audit(request, 'account_deletion_failed', { user_id: id, reason: throttled ? 'throttled' : 'wrong_password' })
+      throw throttled ? Problems.loginThrottled(checked.retryAfterSeconds) : Problems.validation([{ field: 'password', message: 'is not the current password' }])
     }
     const outcome = await app.adminUsers.remove(id)
     if (!outcome.ok) throw outcome.reason === 'last_admin' ? Problems.lastAdmin() : Problems.invalidToken()

@@ -63,14 +63,14 @@ const EXAMPLES: Record<number, { description: string, error: OAuthError }> = {
   },
   401: { description: '`invalid_grant`: unknown user or wrong password (the same answer for both), or, with the right password, a disabled account', error: OAuthErrors.invalidGrant() },
   413: { description: 'Request body too large', error: OAuthErrors.payloadTooLarge(16384) },
-  429: { description: '`temporarily_unavailable`: rate limit exceeded; see Retry-After', error: OAuthErrors.rateLimited(60) },
+  429: { description: '`temporarily_unavailable`: a rate limit exceeded, or (password grant) the account\'s logins are throttled after failed attempts; see Retry-After', error: OAuthErrors.rateLimited(60) },
   500: { description: '`server_error`', error: OAuthErrors.serverError() },
   503: { description: '`temporarily_unavailable`: the database does not answer, the shared rate-limit store (Redis) does not answer (this endpoint fails closed), or too many password checks are under way; see Retry-After', error: OAuthErrors.databaseUnavailable() }
 }
 
 const OAUTH_HEADERS: Record<number, Record<string, { type: string, description: string }>> = {
   401: { 'WWW-Authenticate': { type: 'string', description: '`Bearer`' } },
-  429: { 'Retry-After': { type: 'string', description: 'Seconds until the limit resets' } },
+  429: { 'Retry-After': { type: 'string', description: 'Seconds until a retry may be let through' } },
   503: { 'Retry-After': { type: 'string', description: 'Seconds to wait before retrying' } }
 }
 

@@ -30,7 +30,7 @@ const EXAMPLES: Record<number, { description: string, error: ProblemError }> = {
   409: { description: 'Conflict with the current state', error: Problems.userExists() },
   413: { description: 'Request body too large', error: Problems.payloadTooLarge(16384) },
   415: { description: 'Unsupported Content-Type', error: Problems.unsupportedMediaType('Content-Type must be application/json') },
-  429: { description: 'Rate limit exceeded; see Retry-After', error: Problems.rateLimited(60) },
+  429: { description: 'A rate limit exceeded (`rate_limited`), or the account\'s logins throttled after failed attempts (`login_throttled`); see Retry-After', error: Problems.rateLimited(60) },
   500: { description: 'Unexpected server error', error: Problems.internal() },
   503: { description: 'A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After', error: Problems.databaseUnavailable() }
 }
@@ -38,7 +38,7 @@ const EXAMPLES: Record<number, { description: string, error: ProblemError }> = {
 export const RESPONSE_HEADERS: Record<number, Record<string, { type: string, description: string }>> = {
   401: { 'WWW-Authenticate': { type: 'string', description: '`Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3)' } },
   403: { 'WWW-Authenticate': { type: 'string', description: '`Bearer error="insufficient_scope", scope="..."` naming the scopes needed' } },
-  429: { 'Retry-After': { type: 'string', description: 'Seconds until the limit resets' } },
+  429: { 'Retry-After': { type: 'string', description: 'Seconds until a retry may be let through' } },
   503: { 'Retry-After': { type: 'string', description: 'Seconds after which a retry may succeed' } }
 }
 

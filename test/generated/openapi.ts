@@ -632,10 +632,10 @@ export interface operations {
                     };
                 };
             };
-            /** @description Rate limit exceeded; see Retry-After */
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
             429: {
                 headers: {
-                    /** @description Seconds until the limit resets */
+                    /** @description Seconds until a retry may be let through */
                     "Retry-After"?: string;
                     [name: string]: unknown;
                 };
@@ -744,10 +744,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limit exceeded; see Retry-After */
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
             429: {
                 headers: {
-                    /** @description Seconds until the limit resets */
+                    /** @description Seconds until a retry may be let through */
                     "Retry-After"?: string;
                     [name: string]: unknown;
                 };
@@ -959,10 +959,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limit exceeded; see Retry-After */
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
             429: {
                 headers: {
-                    /** @description Seconds until the limit resets */
+                    /** @description Seconds until a retry may be let through */
                     "Retry-After"?: string;
                     [name: string]: unknown;
                 };
@@ -1173,10 +1173,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limit exceeded; see Retry-After */
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
             429: {
                 headers: {
-                    /** @description Seconds until the limit resets */
+                    /** @description Seconds until a retry may be let through */
                     "Retry-After"?: string;
                     [name: string]: unknown;
                 };
@@ -1344,10 +1344,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limit exceeded; see Retry-After */
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
             429: {
                 headers: {
-                    /** @description Seconds until the limit resets */
+                    /** @description Seconds until a retry may be let through */
                     "Retry-After"?: string;
                     [name: string]: unknown;
                 };
@@ -1563,10 +1563,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limit exceeded; see Retry-After */
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
             429: {
                 headers: {
-                    /** @description Seconds until the limit resets */
+                    /** @description Seconds until a retry may be let through */
                     "Retry-After"?: string;
                     [name: string]: unknown;
                 };
@@ -1725,10 +1725,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limit exceeded; see Retry-After */
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
             429: {
                 headers: {
-                    /** @description Seconds until the limit resets */
+                    /** @description Seconds until a retry may be let through */
                     "Retry-After"?: string;
                     [name: string]: unknown;
                 };
@@ -1939,10 +1939,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limit exceeded; see Retry-After */
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
             429: {
                 headers: {
-                    /** @description Seconds until the limit resets */
+                    /** @description Seconds until a retry may be let through */
                     "Retry-After"?: string;
                     [name: string]: unknown;
                 };
@@ -2173,10 +2173,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limit exceeded; see Retry-After */
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
             429: {
                 headers: {
-                    /** @description Seconds until the limit resets */
+                    /** @description Seconds until a retry may be let through */
                     "Retry-After"?: string;
                     [name: string]: unknown;
                 };
@@ -2348,10 +2348,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limit exceeded; see Retry-After */
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
             429: {
                 headers: {
-                    /** @description Seconds until the limit resets */
+                    /** @description Seconds until a retry may be let through */
                     "Retry-After"?: string;
                     [name: string]: unknown;
                 };
@@ -2544,10 +2544,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limit exceeded; see Retry-After */
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
             429: {
                 headers: {
-                    /** @description Seconds until the limit resets */
+                    /** @description Seconds until a retry may be let through */
                     "Retry-After"?: string;
                     [name: string]: unknown;
                 };
@@ -2687,10 +2687,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limit exceeded; see Retry-After */
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
             429: {
                 headers: {
-                    /** @description Seconds until the limit resets */
+                    /** @description Seconds until a retry may be let through */
                     "Retry-After"?: string;
                     [name: string]: unknown;
                 };
@@ -2845,10 +2845,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limit exceeded; see Retry-After */
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
             429: {
                 headers: {
-                    /** @description Seconds until the limit resets */
+                    /** @description Seconds until a retry may be let through */
                     "Retry-After"?: string;
                     [name: string]: unknown;
                 };
@@ -3001,10 +3001,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limit exceeded; see Retry-After */
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
             429: {
                 headers: {
-                    /** @description Seconds until the limit resets */
+                    /** @description Seconds until a retry may be let through */
                     "Retry-After"?: string;
                     [name: string]: unknown;
                 };
@@ -3150,10 +3150,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limit exceeded; see Retry-After */
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
             429: {
                 headers: {
-                    /** @description Seconds until the limit resets */
+                    /** @description Seconds until a retry may be let through */
                     "Retry-After"?: string;
                     [name: string]: unknown;
                 };
@@ -3295,10 +3295,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limit exceeded; see Retry-After */
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
             429: {
                 headers: {
-                    /** @description Seconds until the limit resets */
+                    /** @description Seconds until a retry may be let through */
                     "Retry-After"?: string;
                     [name: string]: unknown;
                 };
@@ -3472,10 +3472,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limit exceeded; see Retry-After */
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
             429: {
                 headers: {
-                    /** @description Seconds until the limit resets */
+                    /** @description Seconds until a retry may be let through */
                     "Retry-After"?: string;
                     [name: string]: unknown;
                 };
@@ -3609,12 +3609,12 @@ export interface operations {
                     "application/json": components["schemas"]["OAuthError"];
                 };
             };
-            /** @description `temporarily_unavailable`: rate limit exceeded; see Retry-After */
+            /** @description `temporarily_unavailable`: a rate limit exceeded, or (password grant) the account's logins are throttled after failed attempts; see Retry-After */
             429: {
                 headers: {
                     /** @description `no-store`: tokens and their errors are never cached */
                     "Cache-Control"?: string;
-                    /** @description Seconds until the limit resets */
+                    /** @description Seconds until a retry may be let through */
                     "Retry-After"?: string;
                     [name: string]: unknown;
                 };
@@ -3792,12 +3792,12 @@ export interface operations {
                     "application/json": components["schemas"]["OAuthError"];
                 };
             };
-            /** @description `temporarily_unavailable`: rate limit exceeded; see Retry-After */
+            /** @description `temporarily_unavailable`: a rate limit exceeded, or (password grant) the account's logins are throttled after failed attempts; see Retry-After */
             429: {
                 headers: {
                     /** @description `no-store`: tokens and their errors are never cached */
                     "Cache-Control"?: string;
-                    /** @description Seconds until the limit resets */
+                    /** @description Seconds until a retry may be let through */
                     "Retry-After"?: string;
                     [name: string]: unknown;
                 };
@@ -3963,10 +3963,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limit exceeded; see Retry-After */
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
             429: {
                 headers: {
-                    /** @description Seconds until the limit resets */
+                    /** @description Seconds until a retry may be let through */
                     "Retry-After"?: string;
                     [name: string]: unknown;
                 };
@@ -4143,10 +4143,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limit exceeded; see Retry-After */
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
             429: {
                 headers: {
-                    /** @description Seconds until the limit resets */
+                    /** @description Seconds until a retry may be let through */
                     "Retry-After"?: string;
                     [name: string]: unknown;
                 };
@@ -4307,10 +4307,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limit exceeded; see Retry-After */
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
             429: {
                 headers: {
-                    /** @description Seconds until the limit resets */
+                    /** @description Seconds until a retry may be let through */
                     "Retry-After"?: string;
                     [name: string]: unknown;
                 };
@@ -4418,10 +4418,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limit exceeded; see Retry-After */
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
             429: {
                 headers: {
-                    /** @description Seconds until the limit resets */
+                    /** @description Seconds until a retry may be let through */
                     "Retry-After"?: string;
                     [name: string]: unknown;
                 };
@@ -4574,10 +4574,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limit exceeded; see Retry-After */
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
             429: {
                 headers: {
-                    /** @description Seconds until the limit resets */
+                    /** @description Seconds until a retry may be let through */
                     "Retry-After"?: string;
                     [name: string]: unknown;
                 };
@@ -4750,10 +4750,10 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Rate limit exceeded; see Retry-After */
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
             429: {
                 headers: {
-                    /** @description Seconds until the limit resets */
+                    /** @description Seconds until a retry may be let through */
                     "Retry-After"?: string;
                     [name: string]: unknown;
                 };

@@ -8,6 +8,7 @@ import users from '../../src/plugins/users.js'
 import sessions from '../../src/plugins/sessions.js'
 import mail from '../../src/plugins/mail.js'
 import auth from '../../src/plugins/auth.js'
+import loginThrottle from '../../src/plugins/login-throttle.js'
 import { testConfig } from '../helper.js'
 
 // A plugin registered before what it reads must stop the boot, naming what is missing, not fail at the first request.
@@ -17,6 +18,7 @@ const cases: Array<{ plugin: FastifyPluginAsync, before: FastifyPluginAsync[], m
   { plugin: users, before: [], missing: /database/ },
   { plugin: sessions, before: [], missing: /database/ },
   { plugin: mail, before: [], missing: /database/ },
+  { plugin: loginThrottle, before: [], missing: /database/ },
   { plugin: notFound, before: [errorHandler], missing: /rate-limit/ },
   { plugin: errorHandler, before: [], missing: /config/ }
 ]

@@ -121,6 +121,21 @@ test('POST /users/me/password: when current_password is wrong 10 times, then the
   t.equal((await passwordLogin(app, user.username, PASSWORD, '127.0.0.1')).statusCode, 200, 'where the owner logged in, it still works')
 })
 
+test('DELETE /users/me: when the password is wrong 10 times, then the account is throttled: 429 login_throttled there, the account stays, and the token endpoint refuses too', async (t) => {
+  const app = await build(t)
+  const user = await register(app, { password: PASSWORD })
+  const { access } = await loginPair(app, user)
+  const remove = async (password: string, ip: string): Promise<LightMyResponse> =>
+    await app.inject(as(access, { method: 'DELETE', url: '/users/me', payload: { password }, remoteAddress: ip }))
+  for (let i = 0; i < 10; i++) t.equal((await remove(WRONG, stranger(i))).statusCode, 400, `wrong password ${i + 1}: 400`)
+  const refused = await remove(PASSWORD, stranger(20))
+  t.equal(refused.statusCode, 429, 'the right password is refused unchecked')
+  t.match(refused.json(), { status: 429, code: 'login_throttled' })
+  t.ok(Number(refused.headers['retry-after']) >= 20, 'with Retry-After')
+  t.equal((await app.inject(as(access, { method: 'GET', url: '/users/me' }))).statusCode, 200, 'the account was not deleted')
+  assertThrottled(t, await passwordLogin(app, user.username, PASSWORD, stranger(21)), 20, 30, 'the token endpoint, same account')
+})
+
 test('login throttle settings: when failures are older than the window, then they no longer count; when MAX_FAILURES is 0, then nothing is counted; when TRUSTED_SECONDS is 0, then no address is exempt', async (t) => {
   const windowed = await build(t, { LOGIN_THROTTLE_MAX_FAILURES: 3, LOGIN_THROTTLE_WINDOW_SECONDS: 1 })
   const user = await register(windowed, { password: PASSWORD })
