@@ -28,7 +28,9 @@ const SMTP_TIMEOUTS: SmtpTimeouts = { connectionTimeout: 5000, greetingTimeout: 
 // NODE_ENV=test runs the same sender on a faster clock, so that a retry or a timeout costs a test a second, not minutes.
 // The stop timeout is below the SMTP ones there, so that tests see a stop cut a hanging send off.
 export const TEST_TIMING = { pollIntervalMs: 200, retryBaseMs: 100, retryMaxMs: 1000, leaseMs: 15_000, sendTimeoutMs: 8000, stopTimeoutMs: 500, batchSize: 5 } satisfies Partial<SenderTiming>
-export const TEST_SMTP_TIMEOUTS: SmtpTimeouts = { connectionTimeout: 3000, greetingTimeout: 3000, socketTimeout: 3000 }
+// The socket's idle timeout longer than the greeting's, as in production: a silent server is given up on for want of a
+// greeting, not by whichever of two equal timers a loaded machine fires first (both were 3000 ms: a flaky test).
+export const TEST_SMTP_TIMEOUTS: SmtpTimeouts = { connectionTimeout: 3000, greetingTimeout: 3000, socketTimeout: 6000 }
 
 /** Emails through the outbox (services/outbox.ts) and a background sender, once each across instances. */
 export default fp(async (app) => {
