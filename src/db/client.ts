@@ -62,8 +62,15 @@ interface Subscription {
   unlisten?: () => Promise<void>
 }
 
-// How much sooner than the client's timer the server's statement_timeout cancels a query.
+// How much sooner than the client's bound the server's statement_timeout cancels a query.
 const STATEMENT_TIMEOUT_HEADROOM_MS = 300
+// How often overdue queries are looked for: a query is given up between timeoutMs and timeoutMs + SWEEP_MS.
+const SWEEP_MS = 100
+
+interface Waiting {
+  since: number
+  expire: () => void
+}
 
 function describe (error: unknown): string {
   const code = (error as { code?: unknown }).code
@@ -106,7 +113,7 @@ async function openPostgres (url: string, poolMax: number, prepare: boolean, bou
       // A connection of its own: the pool's may all be stuck on a server that stopped answering.
       const sql = postgres(url, { max: 1, prepare: false, fetch_types: false, onnotice: () => {}, connect_timeout: connectSeconds, connection: { application_name: `${applicationName}-probe` } })
       try {
-        await bounded(sql`select 1` as Promise<unknown>, timeoutMs ?? 10_000, () => {})
+        await bounded(sql`select 1` as Promise<unknown>, timeoutMs ?? 10_000)
       } finally {
         sql.end({ timeout: 0 }).catch(() => {})
       }
@@ -142,40 +149,57 @@ async function openPostgres (url: string, poolMax: number, prepare: boolean, bou
     return pool
   }
 
-  /** One query under the client-side timer: a sent query left unanswered is proof of an outage, a queued one a sign. */
+  // Every query and transaction waiting on the database, and when it began. One sweep every SWEEP_MS expires the overdue
+  // ones: no timer and no extra promise per query (a timer and a Promise.race each cost 16% of a cached lookup's
+  // throughput, measured with 10 concurrent loops of prepared selects).
+  const waiting = new Set<Waiting>()
+  const sweeper = timeoutMs === undefined
+    ? undefined
+    : setInterval(() => {
+      const due = Date.now() - timeoutMs
+      for (const entry of waiting) {
+        if (entry.since > due) continue
+        waiting.delete(entry)
+        entry.expire()
+      }
+    }, SWEEP_MS).unref()
+
+  /** One query under the client-side bound: a sent query left unanswered is proof of an outage, a queued one a sign. */
   async function run<T> (start: (sql: Sql) => Query): Promise<T> {
-    const query = start(current()) as Promise<T>
-    if (timeoutMs === undefined) return await watch(query)
-    return await bounded(query, timeoutMs, (sent) => {
-      if (sent) availability.down(`a query got no answer within ${timeoutMs} ms`)
-      else availability.suspect(`a query waited over ${timeoutMs} ms for a connection`)
+    const query = start(current())
+    return await new Promise<T>((resolve, reject) => {
+      const entry: Waiting = {
+        since: Date.now(),
+        expire: () => {
+          // state is set once the query is on a connection; until then it only waits in the pool's queue.
+          const sent = query.state != null
+          // Still queued: taken out, so that it never runs later for a client already told 503.
+          if (!sent) query.cancel()?.catch(() => {})
+          reject(new DatabaseUnavailable(sent ? `no answer within ${timeoutMs} ms` : `no free connection within ${timeoutMs} ms`))
+          if (sent) availability.down(`a query got no answer within ${timeoutMs} ms`)
+          else availability.suspect(`a query waited over ${timeoutMs} ms for a connection`)
+        }
+      }
+      if (sweeper !== undefined) waiting.add(entry)
+      query.then((value) => {
+        waiting.delete(entry)
+        resolve(value as T)
+      }, (error: unknown) => {
+        waiting.delete(entry)
+        if (isConnectionLost(error)) availability.suspect(describe(error))
+        reject(error)
+      })
     })
   }
 
-  async function watch<T> (query: Promise<T>): Promise<T> {
-    try {
-      return await query
-    } catch (error) {
-      if (isConnectionLost(error)) availability.suspect(describe(error))
-      throw error
-    }
-  }
-
-  async function bounded<T> (query: Promise<T>, ms: number, onTimeout: (sent: boolean) => void): Promise<T> {
+  /** A promise bounded by its own timer (the probe's and LISTEN's, which are rare). */
+  async function bounded<T> (promise: Promise<T>, ms: number): Promise<T> {
     let timer: NodeJS.Timeout | undefined
     const expired = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => {
-        // state is set once the query is on a connection; until then it only waits in the pool's queue.
-        const pending = query as Partial<Query>
-        const sent = pending.state != null
-        // Still queued: taken out, so that it never runs later for a client already told 503.
-        if (!sent) pending.cancel?.()?.catch(() => {})
-        reject(new DatabaseUnavailable(sent ? `no answer within ${ms} ms` : `no free connection within ${ms} ms`))
-        onTimeout(sent)
-      }, ms)
+      timer = setTimeout(() => { reject(new DatabaseUnavailable(`no answer within ${ms} ms`)) }, ms)
     })
     try {
-      return await Promise.race([watch(query), expired])
+      return await Promise.race([promise, expired])
     } finally {
       clearTimeout(timer)
     }
@@ -202,30 +226,31 @@ async function openPostgres (url: string, poolMax: number, prepare: boolean, bou
   /** A transaction: the wait for its connection is bounded, and so is each statement in it. */
   async function transaction<T> (fn: (tx: unknown) => Promise<T>): Promise<T> {
     const sql = current()
-    let started = false
     let abandoned = false
-    let timer: NodeJS.Timeout | undefined
-    const expired = new Promise<never>((_resolve, reject) => {
-      if (timeoutMs === undefined) return
-      timer = setTimeout(() => {
-        if (started) return
-        abandoned = true
-        reject(new DatabaseUnavailable(`no transaction within ${timeoutMs} ms`))
-        availability.suspect(`a transaction waited over ${timeoutMs} ms to begin`)
-      }, timeoutMs)
+    return await new Promise<T>((resolve, reject) => {
+      const entry: Waiting = {
+        since: Date.now(),
+        expire: () => {
+          abandoned = true
+          reject(new DatabaseUnavailable(`no transaction within ${timeoutMs} ms`))
+          availability.suspect(`a transaction waited over ${timeoutMs} ms to begin`)
+        }
+      }
+      if (sweeper !== undefined) waiting.add(entry)
+      sql.begin(async (tx) => {
+        waiting.delete(entry)
+        // Begun after its caller was told 503: rolled back, never run.
+        if (abandoned) throw new DatabaseUnavailable('transaction abandoned')
+        return await fn(inTransaction(tx))
+      }).then((value) => {
+        waiting.delete(entry)
+        resolve(value as T)
+      }, (error: unknown) => {
+        waiting.delete(entry)
+        if (isConnectionLost(error)) availability.suspect(describe(error))
+        reject(error)
+      })
     })
-    const body = sql.begin(async (tx) => {
-      started = true
-      clearTimeout(timer)
-      // Begun after its caller was told 503: rolled back, never run.
-      if (abandoned) throw new DatabaseUnavailable('transaction abandoned')
-      return await fn(inTransaction(tx))
-    }) as Promise<T>
-    try {
-      return await Promise.race([watch(body), expired])
-    } finally {
-      clearTimeout(timer)
-    }
   }
 
   function inTransaction (tx: TransactionSql): unknown {
@@ -239,7 +264,7 @@ async function openPostgres (url: string, poolMax: number, prepare: boolean, bou
     // postgres.js keeps a dedicated connection for LISTEN, listens again after it reconnects and then calls onListen.
     // onListen only once queries are let through (restored, above), or when postgres.js listens again on its own.
     const onListen = (): void => { if (availability.up) subscription.onListen() }
-    const { unlisten } = await bounded(sql.listen(subscription.channel, subscription.onMessage, onListen), timeoutMs ?? 10_000, () => {})
+    const { unlisten } = await bounded(sql.listen(subscription.channel, subscription.onMessage, onListen), timeoutMs ?? 10_000)
     subscription.unlisten = unlisten
   }
 
@@ -270,6 +295,7 @@ async function openPostgres (url: string, poolMax: number, prepare: boolean, bou
     },
     close: async () => {
       availability.stop()
+      clearInterval(sweeper)
       await pool?.end({ timeout: 5 })
     }
   }
