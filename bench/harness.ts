@@ -15,6 +15,7 @@ import { rssKb } from './lib/load.js'
 import { log } from './lib/progress.js'
 import { checkTargets, printReport, summarizeRounds, writeReport, type RunFacts } from './lib/report.js'
 import { benchScenarios, runRounds } from './lib/scenarios.js'
+import { verifierScenarios } from './lib/verifier.js'
 
 interface Cleanup { what: string, run: () => Promise<void> }
 
@@ -47,6 +48,11 @@ async function main (run: RunOptions): Promise<number> {
     log(`baseline server listening (pid ${baseline.pid}, ${baseline.url})`)
 
     const scenarios = await benchScenarios(service, baseline, db.url, run.users)
+    // The verifier plugin against a bare route in one downstream process: its per-request cost, in the same run.
+    const downstream = await verifierScenarios(service)
+    cleanups.push({ what: 'stop the downstream server', run: downstream.stop })
+    log(`downstream server (verifier plugin) synced and listening (pid ${downstream.server.pid}, ${downstream.server.url})`)
+    scenarios.push(...downstream.scenarios)
     const measured = await runRounds(scenarios, run)
 
     const facts: RunFacts = {

@@ -20,11 +20,13 @@ import adminBootstrap from './plugins/admin-bootstrap.js'
 import sessions from './plugins/sessions.js'
 import mail from './plugins/mail.js'
 import accounts from './plugins/accounts.js'
+import clients from './plugins/clients.js'
 import auth from './plugins/auth.js'
 import healthRoutes from './routes/health.js'
 import authRoutes from './routes/auth/index.js'
 import userRoutes from './routes/users.js'
 import wellKnownRoutes from './routes/well-known.js'
+import sessionsFeedRoutes from './routes/sessions-feed.js'
 import adminRoutes from './routes/admin/index.js'
 
 export interface BuildOptions {
@@ -74,6 +76,7 @@ export function createApp (config: Config, options: BuildOptions = {}): FastifyI
     app.register(sessions)
     app.register(mail)
     app.register(accounts)
+    app.register(clients)
   }
   app.register(auth)
 
@@ -82,6 +85,7 @@ export function createApp (config: Config, options: BuildOptions = {}): FastifyI
   app.register(userRoutes, { prefix: '/users' })
   app.register(adminRoutes, { prefix: '/admin' })
   app.register(wellKnownRoutes, { prefix: '/.well-known' })
+  app.register(sessionsFeedRoutes, { prefix: '/sessions' })
   return app
 }
 

@@ -33,6 +33,8 @@ export const ConfigSchema = Type.Object({
   SESSION_SYNC_INTERVAL_MS: Type.Integer({ minimum: 100, maximum: 60000, default: 1000 }),
   // Past this without a successful re-read of ended sessions, protected routes answer 503 instead of trusting memory.
   SESSION_SYNC_MAX_STALENESS_SECONDS: Type.Integer({ minimum: 1, maximum: 86400, default: 60 }),
+  // Open streams of GET /sessions/ended/stream per instance; beyond it, 503 with Retry-After.
+  SESSION_FEED_MAX_SUBSCRIBERS: Type.Integer({ minimum: 1, maximum: 100000, default: 1000 }),
   USER_CACHE_TTL_MS: Type.Integer({ minimum: 0, maximum: 60000, default: 1000 }),
   ARGON2_MEMORY_KIB: Type.Integer({ minimum: 1024, maximum: 1048576, default: 19456 }),
   ARGON2_TIME_COST: Type.Integer({ minimum: 1, maximum: 20, default: 2 }),

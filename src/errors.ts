@@ -61,7 +61,7 @@ export const Problems = {
   userExists: () => new ProblemError(409, 'user_exists', 'Username or email already registered'),
   lastAdmin: () => new ProblemError(409, 'last_admin', 'The last administrator cannot be demoted, disabled or deleted'),
   builtInRole: () => new ProblemError(409, 'built_in_role', 'The built-in roles user and admin cannot be deleted'),
-  adminScopes: () => new ProblemError(409, 'admin_scopes', 'The admin role keeps the scopes users:read, users:write and roles:write'),
+  adminScopes: () => new ProblemError(409, 'admin_scopes', 'The admin role keeps the scopes users:read, users:write, roles:write, clients:read and clients:write'),
   payloadTooLarge: (limit: number) => new ProblemError(413, 'payload_too_large', `Request body is larger than ${limit} bytes`),
   unsupportedMediaType: (detail: string) => new ProblemError(415, 'unsupported_media_type', detail),
   rateLimited: (seconds: number) =>
@@ -74,6 +74,8 @@ export const Problems = {
   rateLimitUnavailable: () =>
     new ProblemError(503, 'rate_limit_unavailable', 'Rate limiting is unavailable; retry shortly', { 'retry-after': '1' }),
   busy: () => new ProblemError(503, 'busy', 'Too many password checks under way; retry shortly', { 'retry-after': '1' }),
+  // SESSION_FEED_MAX_SUBSCRIBERS streams are open on this instance: another instance, or this one later, takes it.
+  feedFull: () => new ProblemError(503, 'feed_full', 'Too many subscribers to the ended-session feed on this instance; retry shortly', { 'retry-after': '5' }),
   // Before the service listens (src/startup/boot-server.ts): the port is taken, the database not yet open.
   starting: () => new ProblemError(503, 'starting', 'The service is starting; retry shortly', { 'retry-after': '1' }),
   // PostgreSQL does not answer (down, frozen, refusing connections): a bounded wait, then this (src/db/availability.ts).
@@ -110,7 +112,11 @@ export interface OAuthErrorBody {
 
 export const OAuthErrors = {
   invalidRequest: (description: string) => new OAuthError(400, 'invalid_request', description),
-  unsupportedGrantType: () => new OAuthError(400, 'unsupported_grant_type', 'Supported grant types: password, refresh_token'),
+  unsupportedGrantType: () => new OAuthError(400, 'unsupported_grant_type', 'Supported grant types: password, refresh_token, client_credentials'),
+  // RFC 6749 section 5.2: no, unknown or wrong client credentials. Always a Basic challenge (RFC 9110 section 11.6.1
+  // wants one on every 401); the same answer for an unknown client and a wrong secret.
+  invalidClient: () =>
+    new OAuthError(401, 'invalid_client', 'Client authentication failed', { 'www-authenticate': 'Basic realm="auth-service"' }),
   // RFC 6749 section 5.2: a bad refresh token is a 400 invalid_grant.
   invalidRefreshToken: (description = 'Refresh token is invalid, expired or revoked') => new OAuthError(400, 'invalid_grant', description),
   // One answer for an unknown user and a wrong password, so the endpoint does not tell which users exist.

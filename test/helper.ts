@@ -5,6 +5,7 @@ import { once } from 'node:events'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
+import { createServer as createHttpServer } from 'node:http'
 import { createServer } from 'node:net'
 import { join, relative } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -378,7 +379,11 @@ export interface Running {
 
 /** Starts the real server process and waits for it to listen. */
 export async function startServer (env: Record<string, string>): Promise<Running> {
-  const child = spawnServer(env)
+  return await untilListening(spawnServer(env), 'server')
+}
+
+/** A child process that prints Fastify's "Server listening at" line: resolves with its URL once it does. */
+export async function untilListening (child: ChildProcess, what: string): Promise<Running> {
   let output = ''
   child.stdout?.on('data', (chunk: Buffer) => { output += chunk.toString() })
   child.stderr?.on('data', (chunk: Buffer) => { output += chunk.toString() })
@@ -391,9 +396,19 @@ export async function startServer (env: Record<string, string>): Promise<Running
     }, { timeoutMs: 60_000, intervalMs: 50, what: '"Server listening" in its output' })
   } catch (error) {
     child.kill('SIGKILL')
-    throw new Error(`server did not start: ${(error as Error).message}\n${output}`)
+    throw new Error(`${what} did not start: ${(error as Error).message}\n${output}`)
   }
   return { child, url: url as string, output: () => output }
+}
+
+/** A server that counts the requests it gets: a token header pointing at it must never be followed. */
+export async function trapServer (t: Test): Promise<{ url: string, requests: () => number }> {
+  let requests = 0
+  const trap = createHttpServer((_req, res) => { requests++; res.end('{"keys":[]}') })
+  trap.listen(0, '127.0.0.1')
+  await once(trap, 'listening')
+  t.teardown(() => { trap.close() })
+  return { url: `http://127.0.0.1:${(trap.address() as { port: number }).port}`, requests: () => requests }
 }
 
 export async function stopServer (server: Running): Promise<number | null> {

@@ -61,19 +61,21 @@ test('openapi.json: when linted with Redocly\'s recommended-strict rules, then n
 test('openapi.json: when any operation is read, then it has a camelCase operationId, a summary, tags, its security and examples', async (t) => {
   const ids = operations.map(({ op }) => op.operationId)
   t.equal(new Set(ids).size, ids.length, 'operationIds are unique')
-  const publicOperations = new Set(['post /auth/register', 'post /auth/password/forgot', 'post /auth/password/reset', 'post /auth/email/verify', 'post /auth/token', 'post /auth/revoke', 'get /.well-known/jwks.json', 'get /health/live', 'get /health/ready'])
+  const publicOperations = new Set(['post /auth/register', 'post /auth/password/forgot', 'post /auth/password/reset', 'post /auth/email/verify', 'post /auth/token', 'post /auth/revoke', 'get /.well-known/jwks.json', 'get /.well-known/oauth-authorization-server', 'get /health/live', 'get /health/ready'])
+  // Service clients authenticate with their id and secret (RFC 6749 section 2.3.1), not a bearer token.
+  const clientOperations = new Set(['post /auth/introspect'])
   for (const { key, op } of operations) {
     t.match(op.operationId, /^[a-z][A-Za-z]+$/, `${key}: camelCase operationId`)
     t.ok(op.summary, `${key}: summary`)
     t.ok(op.tags.length > 0, `${key}: tags`)
-    if (key.includes(' /admin/')) {
-      // Administration: one scope the password flow declares, so that Swagger UI's Authorize offers it.
+    if (key.includes(' /admin/') || key.includes(' /sessions/ended')) {
+      // Administration and the ended-session feed: one scope the password flow declares, so that Swagger UI's Authorize offers it.
       const declared = Object.keys(doc.components.securitySchemes.OAuth2PasswordBearer.flows.password.scopes)
       t.equal(op.security.length, 1, `${key}: security`)
       const scopes = op.security[0]?.OAuth2PasswordBearer ?? []
       t.ok(scopes.length === 1 && declared.includes(scopes[0]), `${key}: security names a declared scope (${scopes.join(' ')})`)
     } else {
-      t.same(op.security, publicOperations.has(key) ? [] : [{ OAuth2PasswordBearer: [] }], `${key}: security`)
+      t.same(op.security, publicOperations.has(key) ? [] : clientOperations.has(key) ? [{ ClientBasic: [] }] : [{ OAuth2PasswordBearer: [] }], `${key}: security`)
     }
     for (const [status, response] of Object.entries(op.responses)) {
       for (const [mediaType, { example, schema }] of Object.entries(response.content ?? {})) {
@@ -87,7 +89,7 @@ test('openapi.json: when any operation is read, then it has a camelCase operatio
 
 test('openapi.json: when any operation is read, then 429 and 503 are declared wherever the service can answer them, each with Retry-After', async (t) => {
   // The routes that need neither the database nor a session check: liveness, and the public keys (held in memory).
-  const noDatabase = new Set(['get /health/live', 'get /.well-known/jwks.json'])
+  const noDatabase = new Set(['get /health/live', 'get /.well-known/jwks.json', 'get /.well-known/oauth-authorization-server'])
   // The probes a load balancer sends are never rate limited.
   const unlimited = new Set(['get /health/live', 'get /health/ready'])
   for (const { key, op } of operations) {

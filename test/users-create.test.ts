@@ -34,7 +34,7 @@ test('users:create: when run with --role admin and a password on standard input,
   const app = await buildApp(testConfig({ ...env, ...CHEAP_ARGON2 }))
   const login = await app.inject(formPost('/auth/token', { username: 'root_admin', password }))
   t.equal(login.statusCode, 200)
-  t.equal(login.json().scope, 'roles:write users:read users:write')
+  t.equal(login.json().scope, 'clients:read clients:write roles:write users:read users:write')
   t.equal(claimsOf(login.json().access_token).sub, printed.id)
   // The embedded database takes one process at a time (DATA_DIR is locked): the service closes before the next command.
   await app.close()

@@ -11,6 +11,7 @@ import { clockTicks, type LoadFigures, type Measured } from './load.js'
 import { median } from './median.js'
 import { log } from './progress.js'
 import { CONNECTIONS, STORM_LOGIN_CONNECTIONS, type Scenario } from './scenarios.js'
+import { verifierCost, verifierLine } from './verifier.js'
 
 const RESULTS = fileURLToPath(new URL('../results/', import.meta.url))
 
@@ -125,6 +126,7 @@ export function printReport (facts: RunFacts, rows: Row[], targets: Target[]): v
   console.log('')
   console.log(argon2Line)
   console.log(scopeLine)
+  console.log(verifierLine(rows))
   console.log(readyLine)
   console.log('')
   console.log(targetLines.join('\n'))
@@ -153,6 +155,7 @@ export async function writeReport (facts: RunFacts, rows: Row[], measured: Recor
     runs: measured,
     argon2: { ...argon2, cpuMsPerHash: round(argon2.cpuMsPerHash, 2), wallMsPerHash: round(argon2.wallMsPerHash, 2), logins: round(argon2.logins), loginRatio: round(loginOfLimit, 3) },
     readiness: { readyMs: round(readiness.readyMs), listeningMs: round(readiness.listeningMs), rssMb: round(readiness.rssMb) },
+    verifier: verifierCost(rows),
     targets,
     failures
   }

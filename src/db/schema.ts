@@ -143,3 +143,23 @@ export const loginTrustedAddresses = pgTable('login_trusted_addresses', {
   primaryKey({ columns: [t.keyHash, t.ip] }),
   index('login_trusted_addresses_succeeded_at_idx').on(t.succeededAt)
 ])
+
+/**
+ * Services that get tokens of their own (OAuth 2.0 client credentials, RFC 6749 section 4.4). The id is the
+ * client_id; only a SHA-256 of the secret is stored. Deleted softly: deleted_at is what every instance re-reads to
+ * refuse a deleted client's tokens until they expire, after a restart too.
+ */
+export const serviceClients = pgTable('service_clients', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  name: text('name').notNull(),
+  scopes: text('scopes').array().notNull().default(sql`'{}'::text[]`),
+  secretHash: text('secret_hash').notNull(),
+  createdAt: timestamp('created_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  secretRotatedAt: timestamp('secret_rotated_at', { withTimezone: true, mode: 'date' }).notNull().defaultNow(),
+  deletedAt: timestamp('deleted_at', { withTimezone: true, mode: 'date' })
+}, (t) => [
+  // Instances re-read recently deleted clients by this column, as they do ended sessions.
+  index('service_clients_deleted_at_idx').on(t.deletedAt)
+])
+
+export type ServiceClientRow = typeof serviceClients.$inferSelect

@@ -87,6 +87,10 @@ export default fp(async (app) => {
   decorators: { fastify: ['endedSessions'] }
 })
 
+const refuseClients: onRequestHookHandler = (request, _reply, done) => {
+  done(request.user.client_id === undefined ? undefined : Problems.invalidToken('A service client\'s token does not stand for a user'))
+}
+
 /**
  * Protects every route of the calling (encapsulated) plugin, and checks the scopes a route names in
  * `config.scopes`. Added per route from onRoute so that it runs after the rate limiter's hook, which is added the
@@ -96,8 +100,8 @@ export default fp(async (app) => {
 export function requireAuthentication (app: FastifyInstance): void {
   app.addHook('onRoute', (route) => {
     const scopes = route.config?.scopes ?? []
-    const hooks = [app.authenticate]
-    if (scopes.length > 0) hooks.push(requireScopes(scopes))
+    // A route that needs no scope is the user's own (their profile, sessions, logout): a service client is nobody there.
+    const hooks = [app.authenticate, scopes.length > 0 ? requireScopes(scopes) : refuseClients]
     route.onRequest = [...[route.onRequest ?? []].flat(), ...hooks]
     if (route.schema !== undefined) {
       route.schema.security = [{ [OAUTH2_SCHEME]: [...scopes] }]

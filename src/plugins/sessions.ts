@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import { isDatabaseUnavailable } from '../db/availability.js'
+import { createEndedFeed, type EndedFeed } from '../services/ended-feed.js'
 import { EndedSessions } from '../services/ended-sessions.js'
 import { SessionSync } from '../services/session-sync.js'
 import { createSessionService, type SessionService } from '../services/sessions.js'
@@ -8,6 +9,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     sessions: SessionService
     endedSessions: EndedSessions
+    /** What the ended-session feed reads: ends within the same window as the set. */
+    endedFeed: EndedFeed
   }
 }
 
@@ -37,4 +40,5 @@ export default fp(async (app) => {
 
   app.decorate('sessions', service)
   app.decorate('endedSessions', ended)
+  app.decorate('endedFeed', createEndedFeed(database.db, windowMs))
 }, { name: 'sessions', dependencies: ['config', 'database'] })

@@ -7,14 +7,17 @@ import { OAuthErrorSchema, TokenResponseSchema } from '../schemas/oauth.js'
 import { AcceptedSchema, UserSchema } from '../schemas/user.js'
 import { SessionSchema } from '../schemas/session.js'
 import { AdminUserSchema, RoleSchema } from '../schemas/admin.js'
-import { OAUTH2_SCHEME } from '../schemas/security.js'
-import { ADMIN_SCOPES } from '../services/scopes.js'
+import { CLIENT_BASIC_SCHEME, OAUTH2_SCHEME } from '../schemas/security.js'
+import { ADMIN_SCOPES, type SERVICE_SCOPES } from '../services/scopes.js'
 
 // The service's own scopes; roles that administrators define may grant others, for other services to check.
-const SCOPE_DESCRIPTIONS: Record<(typeof ADMIN_SCOPES)[number], string> = {
+const SCOPE_DESCRIPTIONS: Record<(typeof ADMIN_SCOPES)[number] | (typeof SERVICE_SCOPES)[number], string> = {
   'users:read': 'Read users and their sessions (administration)',
   'users:write': 'Create, change, disable and delete users; end their sessions (administration)',
-  'roles:write': 'Define roles and their scopes (administration)'
+  'roles:write': 'Define roles and their scopes (administration)',
+  'clients:read': 'List service clients (administration)',
+  'clients:write': 'Register and delete service clients, rotate their secrets (administration)',
+  'sessions:ended': 'Read the ended-session feed (services that verify tokens themselves)'
 }
 
 // src/plugins and dist/plugins are both two levels below the package root.
@@ -38,7 +41,8 @@ export default fp(async (app) => {
         { name: 'auth', description: 'Registration and tokens' },
         { name: 'users', description: 'The signed-in user' },
         { name: 'account', description: 'Password reset and email verification, by links sent in email' },
-        { name: 'admin', description: 'Administration of users and roles (scopes users:read, users:write, roles:write)' },
+        { name: 'admin', description: 'Administration of users, roles and service clients (scopes users:read, users:write, roles:write, clients:read, clients:write)' },
+        { name: 'sessions', description: 'The ended-session feed, for services that verify tokens themselves (scope sessions:ended)' },
         { name: 'health', description: 'Liveness and readiness' }
       ],
       components: {
@@ -47,6 +51,11 @@ export default fp(async (app) => {
             type: 'oauth2',
             description: 'Log in with a username (or email) and password; the token endpoint also accepts JSON.',
             flows: { password: { tokenUrl: '/auth/token', refreshUrl: '/auth/token', scopes: SCOPE_DESCRIPTIONS } }
+          },
+          [CLIENT_BASIC_SCHEME]: {
+            type: 'http',
+            scheme: 'basic',
+            description: 'A service client\'s id and secret (RFC 6749 section 2.3.1); `client_secret_post` works too.'
           }
         }
       }

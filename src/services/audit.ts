@@ -28,6 +28,11 @@ export type AuditEvent =
   | 'email_verified'
   | 'account_deleted'
   | 'account_deletion_failed'
+  | 'client_token_issued'
+  | 'client_authentication_failed'
+  | 'admin_client_created'
+  | 'admin_client_secret_rotated'
+  | 'admin_client_deleted'
 
 export interface AuditFields {
   user_id?: string
@@ -40,6 +45,8 @@ export interface AuditFields {
   target_user_id?: string
   role?: string
   changes?: string[]
+  /** A service client: the one that got a token or failed to authenticate, or the one an administrator acted on. */
+  client_id?: string
 }
 
 /** Where an event happened: the request's logger (which adds the request id) and the client's address. */

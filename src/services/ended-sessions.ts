@@ -1,9 +1,12 @@
+export type EndedListener = (sessionId: string, endedAt: Date) => void
+
 /**
  * The sessions that ended while access tokens issued for them may still be unexpired: an in-process set, so that
  * checking a token costs no database query. Kept current by SessionSync (services/session-sync.ts: NOTIFY plus a bounded re-read).
  */
 export class EndedSessions {
   private readonly forgetAt = new Map<string, number>()
+  private readonly listeners = new Set<EndedListener>()
   private confirmedAt = Date.now()
 
   /**
@@ -26,9 +29,20 @@ export class EndedSessions {
     return this.forgetAt.has(sessionId)
   }
 
-  add (sessionId: string, endedAt: Date = new Date()): void {
+  /** Lists a session as ended; true when it was not listed yet (its listeners are told, the feed sends it on). */
+  add (sessionId: string, endedAt: Date = new Date()): boolean {
     const until = endedAt.getTime() + this.retainMs
-    if (until > Date.now()) this.forgetAt.set(sessionId, until)
+    if (until <= Date.now()) return false
+    const isNew = !this.forgetAt.has(sessionId)
+    this.forgetAt.set(sessionId, until)
+    if (isNew) for (const listener of this.listeners) listener(sessionId, endedAt)
+    return isNew
+  }
+
+  /** Calls `listener` (which must not throw) for every session newly listed; answers the function that stops it. */
+  onEnded (listener: EndedListener): () => void {
+    this.listeners.add(listener)
+    return () => { this.listeners.delete(listener) }
   }
 
   prune (now = Date.now()): void {

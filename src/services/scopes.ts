@@ -2,7 +2,10 @@
 const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/
 
 /** The service's own administrative scopes, held by the built-in `admin` role. */
-export const ADMIN_SCOPES = ['users:read', 'users:write', 'roles:write'] as const
+export const ADMIN_SCOPES = ['users:read', 'users:write', 'roles:write', 'clients:read', 'clients:write'] as const
+
+/** Scopes the service itself checks that no role needs to define: service clients may hold them. */
+export const SERVICE_SCOPES = ['sessions:ended'] as const
 
 export const isScopeToken = (token: string): boolean => SCOPE_TOKEN.test(token)
 

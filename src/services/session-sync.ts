@@ -1,6 +1,6 @@
 import { and, gte, isNotNull, sql } from 'drizzle-orm'
 import type { Database, DatabaseHandle } from '../db/client.js'
-import { sessions } from '../db/schema.js'
+import { serviceClients, sessions } from '../db/schema.js'
 import type { EndedSessions } from './ended-sessions.js'
 
 export const SESSION_ENDED_CHANNEL = 'auth_session_ended'
@@ -71,9 +71,13 @@ export class SessionSync {
     if (this.rereading) return
     this.rereading = true
     try {
+      const from = new Date(this.since.getTime() - REREAD_OVERLAP_MS)
       const rows = await this.options.db.select({ id: sessions.id, endedAt: sessions.endedAt }).from(sessions)
-        .where(and(isNotNull(sessions.endedAt), gte(sessions.endedAt, new Date(this.since.getTime() - REREAD_OVERLAP_MS))))
-      for (const row of rows) {
+        .where(and(isNotNull(sessions.endedAt), gte(sessions.endedAt, from)))
+      // A deleted service client's id is the sid of its tokens: ended like a session.
+      const clients = await this.options.db.select({ id: serviceClients.id, endedAt: serviceClients.deletedAt }).from(serviceClients)
+        .where(and(isNotNull(serviceClients.deletedAt), gte(serviceClients.deletedAt, from)))
+      for (const row of [...rows, ...clients]) {
         if (row.endedAt === null) continue
         this.options.ended.add(row.id, row.endedAt)
         if (row.endedAt > this.since) this.since = row.endedAt

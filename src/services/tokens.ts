@@ -12,7 +12,9 @@ const UUID = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a
 export const AccessClaimsSchema = Type.Object({
   sub: Type.String({ pattern: UUID }),
   sid: Type.String({ pattern: UUID }),
-  preferred_username: Type.String(),
+  // A user's token carries preferred_username; a service client's carries client_id (= sub = sid) instead.
+  preferred_username: Type.Optional(Type.String()),
+  client_id: Type.Optional(Type.String({ pattern: UUID })),
   iat: Type.Integer(),
   exp: Type.Integer(),
   nbf: Type.Optional(Type.Integer()),
@@ -28,17 +30,28 @@ export const AccessClaimsSchema = Type.Object({
 
 export type AccessClaims = Static<typeof AccessClaimsSchema>
 
-export const accessClaimsCheck = TypeCompiler.Compile(AccessClaimsSchema)
+const compiledClaims = TypeCompiler.Compile(AccessClaimsSchema)
+
+/**
+ * The schema, and one of two kinds: a user's token (preferred_username, no client_id) or a service client's
+ * (client_id, with sub and sid the client id, so that deleting the client ends its tokens as a logout ends a session's).
+ */
+export const accessClaimsCheck = {
+  Check: (value: unknown): value is AccessClaims => compiledClaims.Check(value) && (value.client_id === undefined
+    ? value.preferred_username !== undefined
+    : value.preferred_username === undefined && value.sub === value.client_id && value.sid === value.client_id)
+}
 
 /** The access token's own claims; the signer adds iat, exp, iss and aud. */
 export interface AccessTokenPayload {
   sub: string
   sid: string
-  preferred_username: string
+  preferred_username?: string
+  client_id?: string
   jti: string
   scope: string
-  roles: string[]
-  email_verified: boolean
+  roles?: string[]
+  email_verified?: boolean
 }
 
 /** What a token is issued for: the granted scopes (space-delimited) and the user's role names. */
@@ -65,6 +78,8 @@ export interface TokenServiceOptions {
 
 export interface TokenService {
   issue: (user: Pick<UserRow, 'id' | 'username' | 'emailVerified'>, sessionId: string, grant: TokenGrant) => IssuedToken
+  /** A service client's token (client credentials): no session, no refresh token; its id stands for the session. */
+  issueForClient: (clientId: string, scope: string) => IssuedToken
   /** The claims of a valid bearer token in an Authorization header, without the session check; throws a 401 problem. */
   verify: (authorization: string | undefined) => AccessClaims
   /** The session of an access token whose signature, issuer and audience check out, even if expired; else undefined. */
@@ -132,6 +147,11 @@ export function createTokenService (options: TokenServiceOptions): TokenService 
 
   return {
     issue: (user, sessionId, grant) => ({ accessToken: sign(accessTokenPayload(user, sessionId, grant)), expiresIn: ttlSeconds }),
+
+    issueForClient: (clientId, scope) => ({
+      accessToken: sign({ sub: clientId, sid: clientId, client_id: clientId, jti: randomUUID(), scope }),
+      expiresIn: ttlSeconds
+    }),
 
     verify (authorization) {
       if (authorization === undefined) throw Problems.notAuthenticated()

@@ -65,7 +65,9 @@ async function loadCompose (text: string, baseDir: string): Promise<ComposeServi
       origin.set(key, 'environment:')
     }
     const image = typeof raw.image === 'string' ? raw.image : undefined
-    services.push({ name, ours: raw.build !== undefined, image, env, origin, raw })
+    // Ours: built from the root Dockerfile (the example downstream service has a Dockerfile of its own).
+    const ours = raw.build !== undefined && (typeof raw.build === 'string' || (raw.build as Json).dockerfile === undefined)
+    services.push({ name, ours, image, env, origin, raw })
   }
   return services
 }
@@ -74,7 +76,9 @@ async function loadCompose (text: string, baseDir: string): Promise<ComposeServi
 const THIRD_PARTY: Array<{ image: RegExp, own: RegExp | undefined }> = [
   { image: /^postgres:/, own: /^POSTGRES_/ },
   { image: /^redis:/, own: undefined },
-  { image: /^axllent\/mailpit(:|$)/, own: /^MP_/ }
+  { image: /^axllent\/mailpit(:|$)/, own: /^MP_/ },
+  // examples/downstream (its own Dockerfile): configured by its own variables, PORT and HOST included.
+  { image: /^auth-service-downstream:/, own: /^(AUTH_URL|AUDIENCE|CLIENT_ID|CLIENT_SECRET|FAIL_OPEN|HOST|LOG_LEVEL|PORT)$/ }
 ]
 
 /** Every variable a service sets that is not a setting of ConfigSchema (nor, for postgres, one of its own). */
@@ -87,6 +91,7 @@ function unknownVariables (services: ComposeService[]): string[] {
       continue
     }
     for (const key of service.env.keys()) {
+      if (thirdParty?.own?.test(key) === true) continue
       if (SETTINGS.includes(key)) {
         if (thirdParty !== undefined) problems.push(`${service.name}: ${key} is our setting, given to ${service.image ?? ''}`)
         continue

@@ -37,5 +37,5 @@ test('migrations: when a database made before roles is migrated, then its existi
     select r.role_name from user_roles r join users u on u.id = r.user_id where u.username = 'old_timer'`))
   t.same(roles.map(r => r.role_name), ['user'])
   const builtIn = rowsOf<{ name: string, scopes: string[] }>(await handle.db.execute(sql`select name, scopes from roles where built_in order by name`))
-  t.same(builtIn, [{ name: 'admin', scopes: ['roles:write', 'users:read', 'users:write'] }, { name: 'user', scopes: [] }])
+  t.same(builtIn, [{ name: 'admin', scopes: ['clients:read', 'clients:write', 'roles:write', 'users:read', 'users:write'] }, { name: 'user', scopes: [] }])
 })

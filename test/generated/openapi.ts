@@ -21,6 +21,84 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/.well-known/oauth-authorization-server": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Authorization server metadata (RFC 8414): endpoints, grant types, scopes, client authentication
+         * @description What a client or a downstream service needs to find the rest: the token, revocation and introspection endpoints, the JWKS, and the ended-session feed (an extension of this service).
+         */
+        get: operations["getAuthorizationServerMetadata"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/clients": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every service client (never their secrets) */
+        get: operations["adminListClients"];
+        put?: never;
+        /**
+         * Register a service client: its id and secret (shown once)
+         * @description The client gets tokens with `grant_type=client_credentials` at `POST /auth/token`, and may call `POST /auth/introspect`. Its scopes must be ones some role defines, or `sessions:ended` (the ended-session feed).
+         */
+        post: operations["adminCreateClient"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/clients/{client_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete a service client: its tokens are refused within a second, here and downstream */
+        delete: operations["adminDeleteClient"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/clients/{client_id}/secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rotate a client's secret: a new one (shown once); the old one is refused at once
+         * @description Tokens the client already holds stay valid until they expire; deleting the client ends them.
+         */
+        post: operations["adminRotateClientSecret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/admin/roles": {
         parameters: {
             query?: never;
@@ -166,6 +244,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/auth/introspect": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Introspect an access token (RFC 7662): whether it is active, and its claims
+         * @description For services that cannot verify JWTs themselves. The caller authenticates as any registered service client (HTTP Basic, or `client_id` and `client_secret` in the body); without that, 401 `invalid_client`. Answers exactly `{"active": false}` for every token a protected route would refuse: expired, malformed, signed by another key, of an ended session or a deleted client; refresh tokens too.
+         */
+        post: operations["introspectToken"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/auth/logout": {
         parameters: {
             query?: never;
@@ -273,8 +371,8 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Get tokens: OAuth2 password grant or refresh-token rotation
-         * @description RFC 6749 sections 4.3 and 6. Send `application/x-www-form-urlencoded` (as OAuth2 clients do) or JSON with the same fields. Each password login opens a session; each refresh retires the refresh token it was given. After LOGIN_THROTTLE_MAX_FAILURES failed logins of one account (known or not) within the window, its password logins are answered 429 with a growing Retry-After, unchecked, except from an address it logged in from recently. HTTP Basic client authentication and `client_id` are accepted and ignored.
+         * Get tokens: OAuth2 password grant, refresh-token rotation, or client credentials
+         * @description RFC 6749 sections 4.3, 4.4 and 6. Send `application/x-www-form-urlencoded` (as OAuth2 clients do) or JSON with the same fields. Each password login opens a session; each refresh retires the refresh token it was given. After LOGIN_THROTTLE_MAX_FAILURES failed logins of one account (known or not) within the window, its password logins are answered 429 with a growing Retry-After, unchecked, except from an address it logged in from recently. `client_credentials` (a registered service client) needs client authentication: HTTP Basic, or `client_id` and `client_secret` in the body; it answers no refresh token; a wrong or unknown client is 401 `invalid_client`. The password and refresh grants accept and ignore HTTP Basic and `client_id`.
          */
         post: operations["createToken"];
         delete?: never;
@@ -317,6 +415,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/sessions/ended": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Sessions ended since a cursor, for services that verify tokens themselves
+         * @description Every session that ended (and service client deleted) at or after `since`, less a few seconds of overlap, and within the access token lifetime plus a minute: older ends cannot matter, their tokens have expired. Without `since`, all of those. Hold the ids in a set and refuse tokens whose `sid` is in it.
+         */
+        get: operations["listEndedSessions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/sessions/ended/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Sessions as they end, as Server-Sent Events resumable with Last-Event-ID
+         * @description Server-Sent Events (text/event-stream). First `retry: 1000`; then the ends since Last-Event-ID (or `since`, or the whole window) as `ended` events; then one `synced` event (data `{}`): everything up to its id is now held; then an `ended` event whenever this instance learns of ends (`data` is `{"ids": [uuid...], "ended_at": ISO time of the newest}`), and a `: ping` comment every 5 s. Each event's `id` is a cursor; reconnect with it as Last-Event-ID (EventSource does). An id may be sent twice. The stream ends when the token expires or its own session ends, when the service shuts down, or when the subscriber reads too slowly.
+         */
+        get: operations["streamEndedSessions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/users/me": {
         parameters: {
             query?: never;
@@ -330,7 +468,7 @@ export interface paths {
         post?: never;
         /**
          * Delete the signed-in user's account
-         * @description Needs the password. The user and their sessions are gone; their tokens are refused within a second on every instance. The last administrator cannot leave (409).
+         * @description Needs the password. The user and their sessions are gone; their tokens are refused within a second on every instance. The last administrator cannot leave (409). A wrong password counts as a failed login of the account: while its logins are throttled, this answers 429 `login_throttled` without checking the password.
          */
         delete: operations["deleteCurrentUser"];
         options?: never;
@@ -551,8 +689,8 @@ export interface components {
             access_token: string;
             /** @description Lifetime of the access token in seconds */
             expires_in: number;
-            /** @description Opaque, single use: each refresh returns a new one and retires the old */
-            refresh_token: string;
+            /** @description Opaque, single use: each refresh returns a new one and retires the old. None for `client_credentials` */
+            refresh_token?: string;
             /** @description The scopes the access token carries, space-delimited (empty: none beyond a valid token) */
             scope: string;
             /** @enum {string} */
@@ -665,6 +803,880 @@ export interface operations {
                      *       "status": 500,
                      *       "detail": "Internal Server Error",
                      *       "code": "internal_error"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getAuthorizationServerMetadata: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description RFC 8414 section 2; URLs are absolute, from PUBLIC_URL */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "issuer": "auth-service",
+                     *       "token_endpoint": "https://auth.example.com/auth/token",
+                     *       "revocation_endpoint": "https://auth.example.com/auth/revoke",
+                     *       "introspection_endpoint": "https://auth.example.com/auth/introspect",
+                     *       "jwks_uri": "https://auth.example.com/.well-known/jwks.json",
+                     *       "grant_types_supported": [
+                     *         "password",
+                     *         "refresh_token",
+                     *         "client_credentials"
+                     *       ],
+                     *       "response_types_supported": [],
+                     *       "scopes_supported": [
+                     *         "clients:read",
+                     *         "clients:write",
+                     *         "roles:write",
+                     *         "sessions:ended",
+                     *         "users:read",
+                     *         "users:write"
+                     *       ],
+                     *       "token_endpoint_auth_methods_supported": [
+                     *         "client_secret_basic",
+                     *         "client_secret_post"
+                     *       ],
+                     *       "introspection_endpoint_auth_methods_supported": [
+                     *         "client_secret_basic",
+                     *         "client_secret_post"
+                     *       ],
+                     *       "revocation_endpoint_auth_methods_supported": [
+                     *         "none"
+                     *       ],
+                     *       "ended_sessions_endpoint": "https://auth.example.com/sessions/ended",
+                     *       "ended_sessions_stream_endpoint": "https://auth.example.com/sessions/ended/stream"
+                     *     }
+                     */
+                    "application/json": {
+                        /**
+                         * Format: uri
+                         * @description Not in RFC 8414: the catch-up list of ended sessions (scope `sessions:ended`)
+                         */
+                        ended_sessions_endpoint: string;
+                        /**
+                         * Format: uri
+                         * @description Not in RFC 8414: ended sessions as Server-Sent Events (scope `sessions:ended`)
+                         */
+                        ended_sessions_stream_endpoint: string;
+                        grant_types_supported: string[];
+                        /** Format: uri */
+                        introspection_endpoint: string;
+                        introspection_endpoint_auth_methods_supported: string[];
+                        /** @description The `iss` of every token (JWT_ISSUER) */
+                        issuer: string;
+                        /** Format: uri */
+                        jwks_uri: string;
+                        /** @description None: there is no authorization endpoint */
+                        response_types_supported: string[];
+                        /** Format: uri */
+                        revocation_endpoint: string;
+                        revocation_endpoint_auth_methods_supported: string[];
+                        /** @description The service's own scopes; roles may define more */
+                        scopes_supported: string[];
+                        /** Format: uri */
+                        token_endpoint: string;
+                        token_endpoint_auth_methods_supported: string[];
+                    };
+                };
+            };
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
+            429: {
+                headers: {
+                    /** @description Seconds until a retry may be let through */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Too Many Requests",
+                     *       "status": 429,
+                     *       "detail": "Too many requests; retry in 60 seconds",
+                     *       "code": "rate_limited"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Internal Server Error",
+                     *       "status": 500,
+                     *       "detail": "Internal Server Error",
+                     *       "code": "internal_error"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    adminListClients: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Clients, oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example [
+                     *       {
+                     *         "client_id": "3f6c2a1e-7b4d-4c8e-9f0a-1b2c3d4e5f60",
+                     *         "name": "orders-service",
+                     *         "scopes": [
+                     *           "sessions:ended"
+                     *         ],
+                     *         "created_at": "2026-11-23T10:00:00.000Z",
+                     *         "secret_rotated_at": "2026-11-23T10:00:00.000Z"
+                     *       }
+                     *     ]
+                     */
+                    "application/json": {
+                        /** Format: uuid */
+                        client_id: string;
+                        /** Format: date-time */
+                        created_at: string;
+                        name: string;
+                        /** @description The scopes its tokens may carry */
+                        scopes: string[];
+                        /**
+                         * Format: date-time
+                         * @description When its current secret was made
+                         */
+                        secret_rotated_at: string;
+                    }[];
+                };
+            };
+            /** @description Missing, invalid or expired access token, or its session has ended */
+            401: {
+                headers: {
+                    /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Unauthorized",
+                     *       "status": 401,
+                     *       "detail": "Could not validate credentials",
+                     *       "code": "invalid_token"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `insufficient_scope`: the token lacks a scope the operation needs (RFC 6750 section 3.1) */
+            403: {
+                headers: {
+                    /** @description `Bearer error="insufficient_scope", scope="..."` naming the scopes needed */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "This operation needs the scope users:read",
+                     *       "code": "insufficient_scope"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
+            429: {
+                headers: {
+                    /** @description Seconds until a retry may be let through */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Too Many Requests",
+                     *       "status": 429,
+                     *       "detail": "Too many requests; retry in 60 seconds",
+                     *       "code": "rate_limited"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Internal Server Error",
+                     *       "status": 500,
+                     *       "detail": "Internal Server Error",
+                     *       "code": "internal_error"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    adminCreateClient: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "name": "orders-service",
+                 *       "scopes": [
+                 *         "sessions:ended"
+                 *       ]
+                 *     }
+                 */
+                "application/json": {
+                    /** @description For people: which service this is */
+                    name: string;
+                    /** @description Scopes some role defines, or `sessions:ended` (the ended-session feed) */
+                    scopes: string[];
+                };
+            };
+        };
+        responses: {
+            /** @description Registered */
+            201: {
+                headers: {
+                    /** @description `no-store`: tokens and their errors are never cached */
+                    "Cache-Control"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** Format: uuid */
+                        client_id: string;
+                        /** @description Shown this once: only a hash of it is stored. 32 random bytes, base64url */
+                        client_secret: string;
+                        /** Format: date-time */
+                        created_at: string;
+                        name: string;
+                        scopes: string[];
+                    };
+                };
+            };
+            /** @description The request is malformed or an input is invalid */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Bad Request",
+                     *       "status": 400,
+                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "code": "validation_error",
+                     *       "errors": [
+                     *         {
+                     *           "field": "username",
+                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired access token, or its session has ended */
+            401: {
+                headers: {
+                    /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Unauthorized",
+                     *       "status": 401,
+                     *       "detail": "Could not validate credentials",
+                     *       "code": "invalid_token"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `insufficient_scope`: the token lacks a scope the operation needs (RFC 6750 section 3.1) */
+            403: {
+                headers: {
+                    /** @description `Bearer error="insufficient_scope", scope="..."` naming the scopes needed */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "This operation needs the scope users:read",
+                     *       "code": "insufficient_scope"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Payload Too Large",
+                     *       "status": 413,
+                     *       "detail": "Request body is larger than 16384 bytes",
+                     *       "code": "payload_too_large"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported Content-Type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Unsupported Media Type",
+                     *       "status": 415,
+                     *       "detail": "Content-Type must be application/json",
+                     *       "code": "unsupported_media_type"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
+            429: {
+                headers: {
+                    /** @description Seconds until a retry may be let through */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Too Many Requests",
+                     *       "status": 429,
+                     *       "detail": "Too many requests; retry in 60 seconds",
+                     *       "code": "rate_limited"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Internal Server Error",
+                     *       "status": 500,
+                     *       "detail": "Internal Server Error",
+                     *       "code": "internal_error"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    adminDeleteClient: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                client_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The request is malformed or an input is invalid */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Bad Request",
+                     *       "status": 400,
+                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "code": "validation_error",
+                     *       "errors": [
+                     *         {
+                     *           "field": "username",
+                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired access token, or its session has ended */
+            401: {
+                headers: {
+                    /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Unauthorized",
+                     *       "status": 401,
+                     *       "detail": "Could not validate credentials",
+                     *       "code": "invalid_token"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `insufficient_scope`: the token lacks a scope the operation needs (RFC 6750 section 3.1) */
+            403: {
+                headers: {
+                    /** @description `Bearer error="insufficient_scope", scope="..."` naming the scopes needed */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "This operation needs the scope users:read",
+                     *       "code": "insufficient_scope"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Not Found",
+                     *       "status": 404,
+                     *       "detail": "No active session with that id",
+                     *       "code": "not_found"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Payload Too Large",
+                     *       "status": 413,
+                     *       "detail": "Request body is larger than 16384 bytes",
+                     *       "code": "payload_too_large"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported Content-Type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Unsupported Media Type",
+                     *       "status": 415,
+                     *       "detail": "Content-Type must be application/json",
+                     *       "code": "unsupported_media_type"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
+            429: {
+                headers: {
+                    /** @description Seconds until a retry may be let through */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Too Many Requests",
+                     *       "status": 429,
+                     *       "detail": "Too many requests; retry in 60 seconds",
+                     *       "code": "rate_limited"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Internal Server Error",
+                     *       "status": 500,
+                     *       "detail": "Internal Server Error",
+                     *       "code": "internal_error"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    adminRotateClientSecret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                client_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The new secret */
+            200: {
+                headers: {
+                    /** @description `no-store`: tokens and their errors are never cached */
+                    "Cache-Control"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** Format: uuid */
+                        client_id: string;
+                        /** @description Shown this once: only a hash of it is stored. 32 random bytes, base64url */
+                        client_secret: string;
+                    };
+                };
+            };
+            /** @description The request is malformed or an input is invalid */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Bad Request",
+                     *       "status": 400,
+                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "code": "validation_error",
+                     *       "errors": [
+                     *         {
+                     *           "field": "username",
+                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired access token, or its session has ended */
+            401: {
+                headers: {
+                    /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Unauthorized",
+                     *       "status": 401,
+                     *       "detail": "Could not validate credentials",
+                     *       "code": "invalid_token"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `insufficient_scope`: the token lacks a scope the operation needs (RFC 6750 section 3.1) */
+            403: {
+                headers: {
+                    /** @description `Bearer error="insufficient_scope", scope="..."` naming the scopes needed */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "This operation needs the scope users:read",
+                     *       "code": "insufficient_scope"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Not Found",
+                     *       "status": 404,
+                     *       "detail": "No active session with that id",
+                     *       "code": "not_found"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Payload Too Large",
+                     *       "status": 413,
+                     *       "detail": "Request body is larger than 16384 bytes",
+                     *       "code": "payload_too_large"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported Content-Type */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Unsupported Media Type",
+                     *       "status": 415,
+                     *       "detail": "Content-Type must be application/json",
+                     *       "code": "unsupported_media_type"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
+            429: {
+                headers: {
+                    /** @description Seconds until a retry may be let through */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Too Many Requests",
+                     *       "status": 429,
+                     *       "detail": "Too many requests; retry in 60 seconds",
+                     *       "code": "rate_limited"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Internal Server Error",
+                     *       "status": 500,
+                     *       "detail": "Internal Server Error",
+                     *       "code": "internal_error"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -2905,6 +3917,178 @@ export interface operations {
             };
         };
     };
+    introspectToken: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The client, with `client_secret_post` (or use HTTP Basic) */
+                    client_id?: string;
+                    /** @description The client's secret, with `client_secret_post` */
+                    client_secret?: string;
+                    /** @description An access token */
+                    token?: string;
+                    /** @description `access_token` or `refresh_token`; a hint only (RFC 7662 section 2.1) */
+                    token_type_hint?: string;
+                };
+                "application/x-www-form-urlencoded": {
+                    /** @description The client, with `client_secret_post` (or use HTTP Basic) */
+                    client_id?: string;
+                    /** @description The client's secret, with `client_secret_post` */
+                    client_secret?: string;
+                    /** @description An access token */
+                    token?: string;
+                    /** @description `access_token` or `refresh_token`; a hint only (RFC 7662 section 2.1) */
+                    token_type_hint?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The token's state */
+            200: {
+                headers: {
+                    /** @description `no-store`: tokens and their errors are never cached */
+                    "Cache-Control"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description false for every token that would be refused, with no other member */
+                        active: boolean;
+                        aud?: string | string[];
+                        /** @description Present on a service client's token */
+                        client_id?: string;
+                        exp?: number;
+                        iat?: number;
+                        iss?: string;
+                        jti?: string;
+                        scope?: string;
+                        /** @description The session (a client's token: the client id) */
+                        sid?: string;
+                        /** @description The user, or the client of a client-credentials token */
+                        sub?: string;
+                        /** @enum {string} */
+                        token_type?: "access_token";
+                        /** @description Present on a user's token */
+                        username?: string;
+                    };
+                };
+            };
+            /** @description `invalid_request`, `unsupported_grant_type`, `invalid_scope` (malformed, or not held), or `invalid_grant` for a refresh token that is unknown, used, or of an ended session */
+            400: {
+                headers: {
+                    /** @description `no-store`: tokens and their errors are never cached */
+                    "Cache-Control"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": "invalid_grant",
+                     *       "error_description": "Refresh token is invalid, expired or revoked"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["OAuthError"];
+                };
+            };
+            /** @description `invalid_client`: no client authentication, an unknown or deleted client, or a wrong secret (one answer for all) */
+            401: {
+                headers: {
+                    /** @description `no-store`: tokens and their errors are never cached */
+                    "Cache-Control"?: string;
+                    /** @description `Basic realm="auth-service"` */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": "invalid_client",
+                     *       "error_description": "Client authentication failed"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["OAuthError"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    /** @description `no-store`: tokens and their errors are never cached */
+                    "Cache-Control"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": "invalid_request",
+                     *       "error_description": "Request body is larger than 16384 bytes"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["OAuthError"];
+                };
+            };
+            /** @description `temporarily_unavailable`: a rate limit exceeded, or (password grant) the account's logins are throttled after failed attempts; see Retry-After */
+            429: {
+                headers: {
+                    /** @description `no-store`: tokens and their errors are never cached */
+                    "Cache-Control"?: string;
+                    /** @description Seconds until a retry may be let through */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": "temporarily_unavailable",
+                     *       "error_description": "Too many requests; retry in 60 seconds"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["OAuthError"];
+                };
+            };
+            /** @description `server_error` */
+            500: {
+                headers: {
+                    /** @description `no-store`: tokens and their errors are never cached */
+                    "Cache-Control"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": "server_error",
+                     *       "error_description": "Internal Server Error"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["OAuthError"];
+                };
+            };
+            /** @description `temporarily_unavailable`: the database does not answer, the shared rate-limit store (Redis) does not answer (this endpoint fails closed), or too many password checks are under way; see Retry-After */
+            503: {
+                headers: {
+                    /** @description `no-store`: tokens and their errors are never cached */
+                    "Cache-Control"?: string;
+                    /** @description Seconds to wait before retrying */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "error": "temporarily_unavailable",
+                     *       "error_description": "The database is unavailable; retry shortly"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["OAuthError"];
+                };
+            };
+        };
+    };
     logout: {
         parameters: {
             query?: never;
@@ -3676,12 +4860,12 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
-                    /** @description Accepted and ignored */
+                    /** @description With `client_credentials`: the client, when it authenticates with `client_secret_post` instead of HTTP Basic. Ignored by the other grants */
                     client_id?: string;
-                    /** @description Accepted and ignored */
+                    /** @description With `client_credentials` and `client_secret_post`: the client's secret. Ignored by the other grants */
                     client_secret?: string;
                     /**
-                     * @description `password` (the default) or `refresh_token`
+                     * @description `password` (the default), `refresh_token` or `client_credentials`
                      * @example password
                      */
                     grant_type?: string;
@@ -3690,7 +4874,7 @@ export interface operations {
                     /** @description With `grant_type=refresh_token`: the refresh token to rotate */
                     refresh_token?: string;
                     /**
-                     * @description Space-delimited scopes (RFC 6749 section 3.3). Omitted or empty: every scope the user's roles grant. On a refresh: a subset of the session's scopes
+                     * @description Space-delimited scopes (RFC 6749 section 3.3). Omitted or empty: every scope the user's roles grant (a client: every scope it was registered with). On a refresh: a subset of the session's scopes
                      * @example users:read
                      */
                     scope?: string;
@@ -3701,12 +4885,12 @@ export interface operations {
                     username?: string;
                 };
                 "application/x-www-form-urlencoded": {
-                    /** @description Accepted and ignored */
+                    /** @description With `client_credentials`: the client, when it authenticates with `client_secret_post` instead of HTTP Basic. Ignored by the other grants */
                     client_id?: string;
-                    /** @description Accepted and ignored */
+                    /** @description With `client_credentials` and `client_secret_post`: the client's secret. Ignored by the other grants */
                     client_secret?: string;
                     /**
-                     * @description `password` (the default) or `refresh_token`
+                     * @description `password` (the default), `refresh_token` or `client_credentials`
                      * @example password
                      */
                     grant_type?: string;
@@ -3715,7 +4899,7 @@ export interface operations {
                     /** @description With `grant_type=refresh_token`: the refresh token to rotate */
                     refresh_token?: string;
                     /**
-                     * @description Space-delimited scopes (RFC 6749 section 3.3). Omitted or empty: every scope the user's roles grant. On a refresh: a subset of the session's scopes
+                     * @description Space-delimited scopes (RFC 6749 section 3.3). Omitted or empty: every scope the user's roles grant (a client: every scope it was registered with). On a refresh: a subset of the session's scopes
                      * @example users:read
                      */
                     scope?: string;
@@ -3756,12 +4940,12 @@ export interface operations {
                     "application/json": components["schemas"]["OAuthError"];
                 };
             };
-            /** @description `invalid_grant`: unknown user or wrong password (the same answer for both), or, with the right password, a disabled account */
+            /** @description `invalid_grant`: unknown user or wrong password (the same answer for both), or, with the right password, a disabled account; `invalid_client` (client_credentials): no, unknown or wrong client credentials */
             401: {
                 headers: {
                     /** @description `no-store`: tokens and their errors are never cached */
                     "Cache-Control"?: string;
-                    /** @description `Bearer` */
+                    /** @description `Bearer` (`invalid_grant`), or `Basic realm="auth-service"` (`invalid_client`) */
                     "WWW-Authenticate"?: string;
                     [name: string]: unknown;
                 };
@@ -3904,6 +5088,350 @@ export interface operations {
                 };
             };
             /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listEndedSessions: {
+        parameters: {
+            query?: {
+                /**
+                 * @description A cursor from an earlier answer (or an event id): the ends from about then on. Without it, every end that can still matter
+                 * @example 1795428000250
+                 */
+                since?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Sessions ended and service clients deleted within the access token lifetime (their tokens may still be unexpired) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "ended": [
+                     *         {
+                     *           "id": "6a1f4d2b-3c5e-4f70-8a91-b2c3d4e5f607",
+                     *           "ended_at": "2026-11-23T10:00:00.125Z"
+                     *         },
+                     *         {
+                     *           "id": "0b5e3c1e-8f0a-4c6e-9a57-3d2f1b7c9e41",
+                     *           "ended_at": "2026-11-23T10:00:00.250Z"
+                     *         }
+                     *       ],
+                     *       "cursor": "1795428000250"
+                     *     }
+                     */
+                    "application/json": {
+                        /**
+                         * @description Pass as `since` next time (or as Last-Event-ID): opaque, do not compute with it
+                         * @example 1795428000250
+                         */
+                        cursor: string;
+                        /** @description Oldest first; an end may repeat one already sent (the overlap before the cursor) */
+                        ended: {
+                            /** Format: date-time */
+                            ended_at: string;
+                            /** Format: uuid */
+                            id: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description The request is malformed or an input is invalid */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Bad Request",
+                     *       "status": 400,
+                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "code": "validation_error",
+                     *       "errors": [
+                     *         {
+                     *           "field": "username",
+                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired access token, or its session has ended */
+            401: {
+                headers: {
+                    /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Unauthorized",
+                     *       "status": 401,
+                     *       "detail": "Could not validate credentials",
+                     *       "code": "invalid_token"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `insufficient_scope`: the token lacks a scope the operation needs (RFC 6750 section 3.1) */
+            403: {
+                headers: {
+                    /** @description `Bearer error="insufficient_scope", scope="..."` naming the scopes needed */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "This operation needs the scope users:read",
+                     *       "code": "insufficient_scope"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
+            429: {
+                headers: {
+                    /** @description Seconds until a retry may be let through */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Too Many Requests",
+                     *       "status": 429,
+                     *       "detail": "Too many requests; retry in 60 seconds",
+                     *       "code": "rate_limited"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Internal Server Error",
+                     *       "status": 500,
+                     *       "detail": "Internal Server Error",
+                     *       "code": "internal_error"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency is unavailable: the database does not answer (`database_unavailable`), Redis does not answer on a route whose rate limit fails closed (`rate_limit_unavailable`), or too many password checks are under way (`busy`); see Retry-After */
+            503: {
+                headers: {
+                    /** @description Seconds after which a retry may succeed */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Service Unavailable",
+                     *       "status": 503,
+                     *       "detail": "The database is unavailable; retry shortly",
+                     *       "code": "database_unavailable"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    streamEndedSessions: {
+        parameters: {
+            query?: {
+                /**
+                 * @description A cursor from an earlier answer (or an event id): the ends from about then on. Without it, every end that can still matter
+                 * @example 1795428000250
+                 */
+                since?: string;
+            };
+            header?: {
+                /** @description The id of the last event received, sent by EventSource on reconnecting: wins over `since`; ignored when it is not a cursor */
+                "last-event-id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description An event stream that stays open */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example retry: 1000
+                     *
+                     *     id: 1795428000125
+                     *     event: ended
+                     *     data: {"ids":["6a1f4d2b-3c5e-4f70-8a91-b2c3d4e5f607"],"ended_at":"2026-11-23T10:00:00.125Z"}
+                     *
+                     *     id: 1795428000125
+                     *     event: synced
+                     *     data: {}
+                     *
+                     *     : ping
+                     *
+                     *     id: 1795428003500
+                     *     event: ended
+                     *     data: {"ids":["0b5e3c1e-8f0a-4c6e-9a57-3d2f1b7c9e41"],"ended_at":"2026-11-23T10:00:03.500Z"}
+                     */
+                    "text/event-stream": string;
+                };
+            };
+            /** @description The request is malformed or an input is invalid */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Bad Request",
+                     *       "status": 400,
+                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "code": "validation_error",
+                     *       "errors": [
+                     *         {
+                     *           "field": "username",
+                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing, invalid or expired access token, or its session has ended */
+            401: {
+                headers: {
+                    /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Unauthorized",
+                     *       "status": 401,
+                     *       "detail": "Could not validate credentials",
+                     *       "code": "invalid_token"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `insufficient_scope`: the token lacks a scope the operation needs (RFC 6750 section 3.1) */
+            403: {
+                headers: {
+                    /** @description `Bearer error="insufficient_scope", scope="..."` naming the scopes needed */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "This operation needs the scope users:read",
+                     *       "code": "insufficient_scope"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A rate limit exceeded (`rate_limited`), or the account's logins throttled after failed attempts (`login_throttled`); see Retry-After */
+            429: {
+                headers: {
+                    /** @description Seconds until a retry may be let through */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Too Many Requests",
+                     *       "status": 429,
+                     *       "detail": "Too many requests; retry in 60 seconds",
+                     *       "code": "rate_limited"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "about:blank",
+                     *       "title": "Internal Server Error",
+                     *       "status": 500,
+                     *       "detail": "Internal Server Error",
+                     *       "code": "internal_error"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many open streams on this instance (`feed_full`), or the database does not answer (`database_unavailable`); see Retry-After */
             503: {
                 headers: {
                     /** @description Seconds after which a retry may succeed */

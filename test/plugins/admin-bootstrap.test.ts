@@ -28,7 +28,7 @@ test('ADMIN_*: when two instances start together with no administrator, then exa
   t.same(await admins(), [{ username: name }])
   const login = await apps[1].inject(formPost('/auth/token', { username: name, password: PASSWORD }))
   t.equal(login.statusCode, 200)
-  t.equal(login.json().scope, 'roles:write users:read users:write')
+  t.equal(login.json().scope, 'clients:read clients:write roles:write users:read users:write')
 
   const restarted = await buildApp(testConfig(settings), options)
   await restarted.close()

@@ -9,7 +9,7 @@ test('PUT /admin/roles/{name}: when a role is created and granted, then its hold
   t.equal(created.statusCode, 201)
   t.same(created.json(), { name, description: 'Handles orders', scopes: ['orders:read', 'orders:write'], built_in: false })
   const list = (await app.inject(as(root.token, { method: 'GET', url: '/admin/roles' }))).json() as Array<{ name: string, built_in: boolean, scopes: string[] }>
-  t.match(list.find(r => r.name === 'admin'), { built_in: true, scopes: ['roles:write', 'users:read', 'users:write'] })
+  t.match(list.find(r => r.name === 'admin'), { built_in: true, scopes: ['clients:read', 'clients:write', 'roles:write', 'users:read', 'users:write'] })
   t.match(list.find(r => r.name === 'user'), { built_in: true })
   t.ok(list.some(r => r.name === name))
 

@@ -68,7 +68,7 @@ test('POST /admin/users: when created with roles, then the user logs in with the
   const created = await app.inject(as(root.token, { method: 'POST', url: '/admin/users', payload: body }))
   t.equal(created.statusCode, 201)
   t.match(created.json(), { username, roles: ['admin', 'user'], disabled: false })
-  t.equal((await app.inject(formPost('/auth/token', { username, password: body.password }))).json().scope, 'roles:write users:read users:write')
+  t.equal((await app.inject(formPost('/auth/token', { username, password: body.password }))).json().scope, 'clients:read clients:write roles:write users:read users:write')
   t.equal((await app.inject(as(root.token, { method: 'POST', url: '/admin/users', payload: body }))).statusCode, 409)
   const unknownRole = await app.inject(as(root.token, { method: 'POST', url: '/admin/users', payload: { ...body, username: uniqueName('x'), email: 'x1@example.com', roles: ['wizard'] } }))
   t.equal(unknownRole.statusCode, 400)
@@ -108,7 +108,7 @@ test('PATCH /admin/users/{id}: when a role is taken away, then the user\'s sessi
   const fresh = await loginPair(app, other)
   t.equal((await app.inject(as(root.token, { method: 'PATCH', url: `/admin/users/${other.id}`, payload: { roles: ['admin'] } }))).statusCode, 200)
   t.equal((await me(app, fresh.access)).statusCode, 200, 'a grant ends nothing')
-  t.equal((await refresh(app, fresh.refresh)).json().scope, 'roles:write users:read users:write')
+  t.equal((await refresh(app, fresh.refresh)).json().scope, 'clients:read clients:write roles:write users:read users:write')
 
   const email = `${uniqueName('new')}@example.com`
   t.equal((await app.inject(as(root.token, { method: 'PATCH', url: `/admin/users/${other.id}`, payload: { email } }))).json().email, email)

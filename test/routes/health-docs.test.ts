@@ -28,12 +28,13 @@ test('GET /openapi.json: when fetched, then an OpenAPI 3.1 document with the OAu
   t.equal(doc.openapi, '3.1.0')
   const flow = doc.components.securitySchemes.OAuth2PasswordBearer.flows.password
   t.match(flow, { tokenUrl: '/auth/token', refreshUrl: '/auth/token' })
-  t.same(Object.keys(flow.scopes).sort(), ['roles:write', 'users:read', 'users:write'], 'the service\'s own scopes, for Authorize to offer')
+  t.same(Object.keys(flow.scopes).sort(), ['clients:read', 'clients:write', 'roles:write', 'sessions:ended', 'users:read', 'users:write'], 'the service\'s own scopes, for Authorize to offer')
   t.same(Object.keys(doc.paths).sort(), [
-    '/.well-known/jwks.json', '/admin/roles', '/admin/roles/{name}', '/admin/users', '/admin/users/{id}', '/admin/users/{id}/sessions',
-    '/auth/email/verify', '/auth/email/verify/resend', '/auth/logout', '/auth/password/forgot', '/auth/password/reset',
-    '/auth/register', '/auth/revoke', '/auth/token', '/health/live', '/health/ready', '/users/me', '/users/me/password',
-    '/users/me/sessions', '/users/me/sessions/{id}'
+    '/.well-known/jwks.json', '/.well-known/oauth-authorization-server', '/admin/clients', '/admin/clients/{client_id}',
+    '/admin/clients/{client_id}/secret', '/admin/roles', '/admin/roles/{name}', '/admin/users', '/admin/users/{id}', '/admin/users/{id}/sessions',
+    '/auth/email/verify', '/auth/email/verify/resend', '/auth/introspect', '/auth/logout', '/auth/password/forgot',
+    '/auth/password/reset', '/auth/register', '/auth/revoke', '/auth/token', '/health/live', '/health/ready', '/sessions/ended', '/sessions/ended/stream',
+    '/users/me', '/users/me/password', '/users/me/sessions', '/users/me/sessions/{id}'
   ])
   t.same(doc.paths['/admin/users'].get.security, [{ OAuth2PasswordBearer: ['users:read'] }])
   t.same(doc.paths['/users/me'].get.security, [{ OAuth2PasswordBearer: [] }])
@@ -72,7 +73,15 @@ test('GET /openapi.json: when any operation is read, then it has tags, a summary
     'delete /admin/users/{id}/sessions': ['204', '400', '401', '403', '404', '413', '415', '429', '500', '503'],
     'get /admin/roles': ['200', '401', '403', '429', '500', '503'],
     'put /admin/roles/{name}': ['200', '201', '400', '401', '403', '409', '413', '415', '429', '500', '503'],
-    'delete /admin/roles/{name}': ['204', '400', '401', '403', '404', '409', '413', '415', '429', '500', '503']
+    'delete /admin/roles/{name}': ['204', '400', '401', '403', '404', '409', '413', '415', '429', '500', '503'],
+    'get /admin/clients': ['200', '401', '403', '429', '500', '503'],
+    'post /admin/clients': ['201', '400', '401', '403', '413', '415', '429', '500', '503'],
+    'post /admin/clients/{client_id}/secret': ['200', '400', '401', '403', '404', '413', '415', '429', '500', '503'],
+    'delete /admin/clients/{client_id}': ['204', '400', '401', '403', '404', '413', '415', '429', '500', '503'],
+    'post /auth/introspect': ['200', '400', '401', '413', '429', '500', '503'],
+    'get /.well-known/oauth-authorization-server': ['200', '429', '500'],
+    'get /sessions/ended': ['200', '400', '401', '403', '429', '500', '503'],
+    'get /sessions/ended/stream': ['200', '400', '401', '403', '429', '500', '503']
   }
   for (const [path, methods] of Object.entries<Record<string, { tags: string[], summary: string, operationId: string, responses: Record<string, unknown> }>>(doc.paths)) {
     for (const [method, op] of Object.entries(methods)) {

@@ -1,6 +1,4 @@
 import { generateKeyPairSync, createHmac, createPrivateKey, createPublicKey, sign as cryptoSign, type KeyObject } from 'node:crypto'
-import { createServer } from 'node:http'
-import { once } from 'node:events'
 import Fastify, { type FastifyRequest } from 'fastify'
 import fastifyJwt, { type TokenOrHeader } from '@fastify/jwt'
 import buildGetJwks from 'get-jwks'
@@ -8,7 +6,7 @@ import { sql } from 'drizzle-orm'
 import { test } from 'tap'
 import { buildApp } from '../../src/app.js'
 import { loadKeyRing } from '../../src/services/keys.js'
-import { b64url, bearer, build, claimsOf, embeddedDatabase, headerOf, login, me, register, tempDir, testConfig } from '../helper.js'
+import { b64url, bearer, build, claimsOf, embeddedDatabase, headerOf, login, me, register, tempDir, testConfig, trapServer } from '../helper.js'
 
 const pem = (key: KeyObject, type: 'pkcs8' | 'spki'): string => key.export({ format: 'pem', type }).toString()
 
@@ -114,12 +112,7 @@ test('keys: when the signing key rotates, then tokens of the old key keep workin
 })
 
 test('keys: when a token tries algorithm confusion or points at foreign keys, then 401 with no outbound request and no database lookup', async (t) => {
-  let outbound = 0
-  const trap = createServer((_req, res) => { outbound++; res.end('{"keys":[]}') })
-  trap.listen(0, '127.0.0.1')
-  await once(trap, 'listening')
-  t.teardown(() => { trap.close() })
-  const trapUrl = `http://127.0.0.1:${(trap.address() as { port: number }).port}`
+  const { url: trapUrl, requests: outbound } = await trapServer(t)
 
   const key = ed25519()
   const app = await build(t, { JWT_SECRET: undefined, JWT_PRIVATE_KEY: key.privatePem })
@@ -159,7 +152,7 @@ test('keys: when a token tries algorithm confusion or points at foreign keys, th
     t.equal(res.statusCode, 401, name)
     t.equal(res.json().code, 'invalid_token', name)
   }
-  t.equal(outbound, 0, 'nothing fetched a key from the URLs in the headers')
+  t.equal(outbound(), 0, 'nothing fetched a key from the URLs in the headers')
   t.equal(queries, 0, 'no database lookup for a refused token')
   t.equal((await me(app, good)).statusCode, 200, 'the real token, untouched, still works')
 })

@@ -5,7 +5,7 @@ import { createApp } from '../../src/app.js'
 import { claimsOf, embeddedDatabase, formPost, grantRole, pairOf, refresh, register, testConfig, testDatabaseUrl, build, type Registered } from '../helper.js'
 
 const token = (fields: Record<string, string>) => formPost('/auth/token', fields)
-const ADMIN_SCOPE = 'roles:write users:read users:write'
+const ADMIN_SCOPE = 'clients:read clients:write roles:write users:read users:write'
 
 async function admin (app: FastifyInstance): Promise<Registered> {
   const user = await register(app)

@@ -5,11 +5,17 @@ import { Type } from '@sinclair/typebox'
 import { clientGone, OAuthErrors, type FastifyLikeError } from '../../errors.js'
 import { isDatabaseUnavailable } from '../../db/availability.js'
 import { logFailure } from '../../plugins/error-handler.js'
-import { NO_STORE_HEADER, oauthErrorResponses, RevokeRequestSchema, TokenRequestSchema, tokenResponse as tokenResponseSchema } from '../../schemas/oauth.js'
+import {
+  IntrospectionSchema, IntrospectRequestSchema, invalidClientResponse, NO_STORE_HEADER, oauthErrorResponses, RevokeRequestSchema,
+  TokenRequestSchema, tokenResponse as tokenResponseSchema
+} from '../../schemas/oauth.js'
 import type { UserRow } from '../../db/schema.js'
 import { audit } from '../../services/audit.js'
+import { CLIENT_BASIC_SCHEME } from '../../schemas/security.js'
 import { grantScope, parseScope, sessionScopes } from '../../services/scopes.js'
 import type { TokenGrant } from '../../services/tokens.js'
+import { introspect } from '../../services/introspection.js'
+import { authenticateClient } from './client-auth.js'
 
 const NO_STORE = { 'cache-control': 'no-store', pragma: 'no-cache' }
 
@@ -145,16 +151,27 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return tokenResponse(outcome.user, outcome.session.id, outcome.refreshToken, { scope, roles: grants.roles })
   }
 
+  // RFC 6749 section 4.4: a service's own token, with no session and no refresh token.
+  async function clientCredentialsGrant (request: FastifyRequest, body: Fields) {
+    const client = await authenticateClient(app, request, body)
+    const scope = granted(requestedScope(body), client.scopes, 'The client')
+    const { accessToken, expiresIn } = app.tokens.issueForClient(client.id, scope)
+    audit(request, 'client_token_issued', { client_id: client.id })
+    return { access_token: accessToken, token_type: 'bearer' as const, expires_in: expiresIn, scope }
+  }
+
   app.post('/token', {
     config: { rateLimit: failClosed },
     schema: {
       tags: ['auth'],
-      summary: 'Get tokens: OAuth2 password grant or refresh-token rotation',
-      description: 'RFC 6749 sections 4.3 and 6. Send `application/x-www-form-urlencoded` (as OAuth2 clients do) or JSON with ' +
+      summary: 'Get tokens: OAuth2 password grant, refresh-token rotation, or client credentials',
+      description: 'RFC 6749 sections 4.3, 4.4 and 6. Send `application/x-www-form-urlencoded` (as OAuth2 clients do) or JSON with ' +
         'the same fields. Each password login opens a session; each refresh retires the refresh token it was given. ' +
         'After LOGIN_THROTTLE_MAX_FAILURES failed logins of one account (known or not) within the window, its password ' +
         'logins are answered 429 with a growing Retry-After, unchecked, except from an address it logged in from recently. ' +
-        'HTTP Basic client authentication and `client_id` are accepted and ignored.',
+        '`client_credentials` (a registered service client) needs client authentication: HTTP Basic, or `client_id` and ' +
+        '`client_secret` in the body; it answers no refresh token; a wrong or unknown client is 401 `invalid_client`. ' +
+        'The password and refresh grants accept and ignore HTTP Basic and `client_id`.',
       operationId: 'createToken',
       security: [],
       consumes: FORM_OR_JSON,
@@ -167,6 +184,7 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
     let response
     if (grantType === 'password') response = await passwordGrant(request, reply, body)
     else if (grantType === 'refresh_token') response = await refreshGrant(request, body)
+    else if (grantType === 'client_credentials') response = await clientCredentialsGrant(request, body)
     else throw OAuthErrors.unsupportedGrantType()
     return reply.headers(NO_STORE).send(response)
   })
@@ -199,6 +217,35 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
       audit(request, 'token_revoked', { session_id: sessionId })
     }
     return reply.headers(NO_STORE).send({})
+  })
+
+  app.post('/introspect', {
+    schema: {
+      tags: ['auth'],
+      summary: 'Introspect an access token (RFC 7662): whether it is active, and its claims',
+      description: 'For services that cannot verify JWTs themselves. The caller authenticates as any registered service ' +
+        'client (HTTP Basic, or `client_id` and `client_secret` in the body); without that, 401 `invalid_client`. ' +
+        'Answers exactly `{"active": false}` for every token a protected route would refuse: expired, malformed, ' +
+        'signed by another key, of an ended session or a deleted client; refresh tokens too.',
+      operationId: 'introspectToken',
+      security: [{ [CLIENT_BASIC_SCHEME]: [] }],
+      consumes: FORM_OR_JSON,
+      body: IntrospectRequestSchema,
+      response: {
+        200: {
+          description: 'The token\'s state',
+          headers: { 'Cache-Control': NO_STORE_HEADER },
+          content: { 'application/json': { schema: IntrospectionSchema } }
+        },
+        401: invalidClientResponse,
+        ...oauthErrorResponses(400, 413, 429, 500, 503)
+      }
+    }
+  }, async (request, reply) => {
+    const body: Fields = request.body ?? {}
+    await authenticateClient(app, request, body)
+    const token = required(body, 'token')
+    return reply.headers(NO_STORE).send(introspect(app.tokens, app.endedSessions, token))
   })
 }
 
