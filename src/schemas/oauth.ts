@@ -65,7 +65,7 @@ export const IntrospectRequestSchema = Type.Object({
 
 export const IntrospectionSchema = Type.Object({
   active: Type.Boolean({ description: 'false for every token that would be refused, with no other member' }),
-  token_type: Type.Optional(Type.Literal('access_token')),
+  token_type: Type.Optional(Type.Literal('bearer', { description: 'RFC 7662 section 2.2: the type of RFC 6749 section 5.1, as the token endpoint answered' })),
   sub: Type.Optional(Type.String({ description: 'The user, or the client of a client-credentials token' })),
   client_id: Type.Optional(Type.String({ description: 'Present on a service client\'s token' })),
   username: Type.Optional(Type.String({ description: 'Present on a user\'s token' })),
@@ -81,7 +81,7 @@ export const IntrospectionSchema = Type.Object({
   additionalProperties: false,
   description: 'RFC 7662 section 2.2',
   examples: [
-    { active: true, token_type: 'access_token', sub: '0b5e3c1e-8f0a-4c6e-9a57-3d2f1b7c9e41', username: 'alice', sid: '5b1d8c3e-2f4a-4b6c-8d7e-9f0a1b2c3d4e', scope: 'users:read', exp: 1795400900, iat: 1795400000, iss: 'auth-service', aud: 'auth-service', jti: '6a0f3c2e-1d4b-4e5f-9a8b-7c6d5e4f3a2b' },
+    { active: true, token_type: 'bearer', sub: '0b5e3c1e-8f0a-4c6e-9a57-3d2f1b7c9e41', username: 'alice', sid: '5b1d8c3e-2f4a-4b6c-8d7e-9f0a1b2c3d4e', scope: 'users:read', exp: 1795400900, iat: 1795400000, iss: 'auth-service', aud: 'auth-service', jti: '6a0f3c2e-1d4b-4e5f-9a8b-7c6d5e4f3a2b' },
     { active: false }
   ]
 })

@@ -8,7 +8,7 @@ export type Introspection =
   | { active: false }
   | {
     active: true
-    token_type: 'access_token'
+    token_type: 'bearer'
     sub: string
     client_id?: string
     username?: string
@@ -40,7 +40,7 @@ export function introspect (tokens: TokenService, ended: EndedSessions, token: s
   if (!ended.current) throw new DatabaseUnavailable('ended sessions not re-read lately')
   return {
     active: true,
-    token_type: 'access_token',
+    token_type: 'bearer',
     sub: claims.sub,
     ...(claims.client_id !== undefined ? { client_id: claims.client_id } : {}),
     ...(claims.preferred_username !== undefined ? { username: claims.preferred_username } : {}),

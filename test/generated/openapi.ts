@@ -3972,8 +3972,11 @@ export interface operations {
                         sid?: string;
                         /** @description The user, or the client of a client-credentials token */
                         sub?: string;
-                        /** @enum {string} */
-                        token_type?: "access_token";
+                        /**
+                         * @description RFC 7662 section 2.2: the type of RFC 6749 section 5.1, as the token endpoint answered
+                         * @enum {string}
+                         */
+                        token_type?: "bearer";
                         /** @description Present on a user's token */
                         username?: string;
                     };

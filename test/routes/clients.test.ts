@@ -180,7 +180,7 @@ test('POST /auth/introspect: when a registered client asks, then active with the
   const claims = claimsOf(pair.access)
   t.same(live.json(), {
     active: true,
-    token_type: 'access_token',
+    token_type: 'bearer',
     sub: user.id,
     username: user.username,
     sid: pair.sid,
