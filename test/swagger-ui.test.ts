@@ -58,7 +58,8 @@ test('Swagger UI: when a person authorizes with the password flow and tries GET 
 
   await page.goto(`${base}/docs/`)
   await page.locator('.swagger-ui .btn.authorize').click()
-  const modal = page.locator('.modal-ux')
+  // The password flow's own form: the dialog also holds the HTTP Basic form of service clients (introspection).
+  const modal = page.locator('.modal-ux .auth-container').filter({ hasText: 'OAuth2PasswordBearer' })
   await modal.locator('#oauth_username').fill(user.username)
   await modal.locator('#oauth_password').fill(user.password)
   const token = page.waitForResponse(r => r.url() === `${base}/auth/token` && r.request().method() === 'POST')
@@ -94,7 +95,8 @@ test('Swagger UI: when an administrator authorizes with a chosen scope, then the
 
   await page.goto(`${base}/docs/`)
   await page.locator('.swagger-ui .btn.authorize').click()
-  const modal = page.locator('.modal-ux')
+  // The password flow's own form: the dialog also holds the HTTP Basic form of service clients (introspection).
+  const modal = page.locator('.modal-ux .auth-container').filter({ hasText: 'OAuth2PasswordBearer' })
   await modal.locator('#oauth_username').fill(user.username)
   await modal.locator('#oauth_password').fill(user.password)
   // The password flow declares the service's scopes: the dialog offers each as a checkbox.
