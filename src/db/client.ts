@@ -181,14 +181,19 @@ async function openPostgres (url: string, poolMax: number, prepare: boolean, bou
         }
       }
       if (sweeper !== undefined) waiting.add(entry)
-      query.then((value) => {
-        waiting.delete(entry)
-        resolve(value as T)
-      }, (error: unknown) => {
-        waiting.delete(entry)
-        if (isConnectionLost(error)) availability.suspect(describe(error))
-        reject(error)
-      })
+      settle(query, entry, resolve, reject)
+    })
+  }
+
+  /** Passes on a query's or transaction's outcome, no longer waiting; a lost connection is a sign worth a probe. */
+  function settle<T> (work: Promise<unknown>, entry: Waiting, resolve: (value: T) => void, reject: (error: unknown) => void): void {
+    work.then((value) => {
+      waiting.delete(entry)
+      resolve(value as T)
+    }, (error: unknown) => {
+      waiting.delete(entry)
+      if (isConnectionLost(error)) availability.suspect(describe(error))
+      reject(error)
     })
   }
 
@@ -237,19 +242,12 @@ async function openPostgres (url: string, poolMax: number, prepare: boolean, bou
         }
       }
       if (sweeper !== undefined) waiting.add(entry)
-      sql.begin(async (tx) => {
+      settle(sql.begin(async (tx) => {
         waiting.delete(entry)
         // Begun after its caller was told 503: rolled back, never run.
         if (abandoned) throw new DatabaseUnavailable('transaction abandoned')
         return await fn(inTransaction(tx))
-      }).then((value) => {
-        waiting.delete(entry)
-        resolve(value as T)
-      }, (error: unknown) => {
-        waiting.delete(entry)
-        if (isConnectionLost(error)) availability.suspect(describe(error))
-        reject(error)
-      })
+      }), entry, resolve, reject)
     })
   }
 
