@@ -93,8 +93,8 @@ function figures (r: autocannon.Result): LoadFigures {
  * generator gave up on at the end of a run (logins queued on argon2) still finish on the server, and must not be
  * charged to the next measured window, nor be cut off by a shutdown.
  */
-export async function drain (server: Server): Promise<void> {
-  const deadline = performance.now() + 3000
+export async function drain (server: Server, boundMs = 3000): Promise<void> {
+  const deadline = performance.now() + boundMs
   try {
     let before = await cpuTicks(server.pid)
     while (performance.now() < deadline && alive(server.child)) {

@@ -152,9 +152,13 @@ async function seedUsers (sql: postgres.Sql, count: number): Promise<void> {
 /** Every scenario, --rounds times; the measurements by scenario id, one per round. */
 export async function runRounds (scenarios: Scenario[], run: RunOptions): Promise<Record<string, Measured[]>> {
   const measured: Record<string, Measured[]> = {}
+  const servers = [...new Set(scenarios.map(s => s.server))]
   // Rounds alternate over the scenarios, so that noise on the shared box hits each of them.
   for (let r = 0; r < run.rounds; r++) {
     for (const scenario of scenarios) {
+      // Every server of the run settles first, not only this scenario's: work a previous scenario left queued in
+      // another process (a login storm's argon2 backlog) would otherwise take the cores from this one.
+      for (const server of servers) await drain(server, SETTLE_BOUND_MS)
       log(`round ${r + 1}/${run.rounds}, scenario ${scenario.id}: ${run.warmupSeconds} s warm-up, ${run.durationSeconds} s measured`)
       const m = await runScenario(scenario, run)
       ;(measured[scenario.id] ??= []).push(m)
@@ -166,6 +170,9 @@ export async function runRounds (scenarios: Scenario[], run: RunOptions): Promis
   }
   return measured
 }
+
+/** How long a server may go on working after its scenario before the next scenario starts anyway. */
+const SETTLE_BOUND_MS = 15_000
 
 /** Warm-up (discarded), then the measured run. */
 async function runScenario (scenario: Scenario, run: RunOptions): Promise<Measured> {
