@@ -1,5 +1,5 @@
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto'
+import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 
 export type Algorithm = 'HS256' | 'EdDSA' | 'ES256' | 'RS256'
@@ -113,12 +113,18 @@ async function generatedKey (dataDir: string): Promise<string> {
   await mkdir(dataDir, { recursive: true })
   const { privateKey } = generateKeyPairSync('ed25519')
   const pem = privateKey.export({ format: 'pem', type: 'pkcs8' }).toString()
+  // Replicas sharing DATA_DIR start at once: the key is written whole under a name of our own, then linked into
+  // place, which fails if another process got there first. Nobody ever reads a half-written file.
+  const temporary = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`
+  await writeFile(temporary, pem, { mode: 0o600, flag: 'wx' })
   try {
-    await writeFile(file, pem, { mode: 0o600, flag: 'wx' })
+    await link(temporary, file)
     return pem
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
     return await readFile(file, 'utf8')
+  } finally {
+    await rm(temporary, { force: true })
   }
 }
 
