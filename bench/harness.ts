@@ -3,9 +3,10 @@
 // Runs the real service (bench/server.mjs over the compiled dist/) on a real PostgreSQL, in a fresh database it
 // creates and drops, beside a bare Fastify app (bench/baseline-server.mjs) as the physical reference; both are child
 // processes on 127.0.0.1. Each scenario is warmed up (discarded), then measured with autocannon; --rounds N repeats
-// the whole sequence, alternating, and reports medians. The report goes to stdout and bench/results/, progress to
-// stderr. Figures are never asserted: the exit code is non-zero only when the harness itself fails (a server did not
-// start, a scenario got no 2xx answer at all), 2 on bad arguments, 130 on a second Ctrl-C.
+// the whole sequence, alternating, and reports medians. The report goes to stdout and bench/results/ (JSON and two SVG
+// charts; npm run bench:chart redraws them from a saved JSON), progress to stderr. Figures are never asserted: the
+// exit code is non-zero only when the harness itself fails (a server did not start, a scenario got no 2xx answer at
+// all), 2 on bad arguments, 130 on a second Ctrl-C.
 import { argon2Limit } from './lib/argon2-limit.js'
 import { compileService, serviceEnvironment, startServer, stopServer, waitReady } from './lib/children.js'
 import { readRunOptions, type RunOptions } from './lib/cli.js'

@@ -5,12 +5,13 @@ import { cpus } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Argon2Limit } from './argon2-limit.js'
+import { chartPathsBeside, writeCharts } from './chart.js'
 import { RUNTIME } from './children.js'
 import type { RunOptions } from './cli.js'
 import { clockTicks, type LoadFigures, type Measured } from './load.js'
 import { median } from './median.js'
 import { log } from './progress.js'
-import { CONNECTIONS, STORM_LOGIN_CONNECTIONS, type Scenario } from './scenarios.js'
+import { CONNECTIONS, LOGIN_LEVELS, loginLabel, STORM_LOGIN_CONNECTIONS, type Scenario } from './scenarios.js'
 import { verifierCost, verifierLine } from './verifier.js'
 
 const RESULTS = fileURLToPath(new URL('../results/', import.meta.url))
@@ -51,6 +52,27 @@ export interface Row {
 }
 
 export interface Target { target: string, measured: string, met: boolean }
+
+export interface LoginLevel {
+  connections: number
+  scenario: string
+  rps: number
+  p50Ms: number
+  p99Ms: number
+  /** max(1, clients / cores) x one hash's wall time: a login waits for the hashes queued before its own. */
+  queueBoundMs: number
+  p99OfBound: number
+}
+
+/** Login alone at each number of clients (the rows of LOGIN_LEVELS that ran), beside its queueing bound. */
+export function loginLevels (rows: Row[], argon2: Pick<Argon2Limit, 'cores' | 'wallMsPerHash'>): LoginLevel[] {
+  return LOGIN_LEVELS.flatMap((connections) => {
+    const row = rows.find(r => r.scenario === loginLabel(connections))
+    if (row === undefined) return []
+    const queueBoundMs = Math.max(1, connections / argon2.cores) * argon2.wallMsPerHash
+    return [{ connections, scenario: row.scenario, rps: row.rps, p50Ms: row.p50Ms, p99Ms: row.p99Ms, queueBoundMs, p99OfBound: row.p99Ms / queueBoundMs }]
+  })
+}
 
 /** One row per load, medians over the rounds (sums for the counts); failures are loads that got no 2xx at all. */
 export function summarizeRounds (scenarios: Scenario[], measured: Record<string, Measured[]>): { rows: Row[], failures: string[] } {
@@ -125,6 +147,7 @@ export function printReport (facts: RunFacts, rows: Row[], targets: Target[]): v
   console.log(table(rows))
   console.log('')
   console.log(argon2Line)
+  console.log(loginLevelsLine(rows, argon2))
   console.log(scopeLine)
   console.log(verifierLine(rows))
   console.log(readyLine)
@@ -136,6 +159,7 @@ export function printReport (facts: RunFacts, rows: Row[], targets: Target[]): v
 export async function writeReport (facts: RunFacts, rows: Row[], measured: Record<string, Measured[]>, targets: Target[], failures: string[]): Promise<void> {
   const { started, run, argon2, readiness } = facts
   const { loginOfLimit } = loginAgainstArgon2(namedRows(rows).loginRow, argon2)
+  const levels = loginLevels(rows, argon2).map(l => ({ ...l, rps: round(l.rps), queueBoundMs: round(l.queueBoundMs), p99OfBound: round(l.p99OfBound, 2) }))
   const report = {
     date: started.toISOString(),
     node: process.version,
@@ -155,6 +179,7 @@ export async function writeReport (facts: RunFacts, rows: Row[], measured: Recor
     runs: measured,
     argon2: { ...argon2, cpuMsPerHash: round(argon2.cpuMsPerHash, 2), wallMsPerHash: round(argon2.wallMsPerHash, 2), logins: round(argon2.logins), loginRatio: round(loginOfLimit, 3) },
     readiness: { readyMs: round(readiness.readyMs), listeningMs: round(readiness.listeningMs), rssMb: round(readiness.rssMb) },
+    loginLevels: levels,
     verifier: verifierCost(rows),
     targets,
     failures
@@ -164,6 +189,8 @@ export async function writeReport (facts: RunFacts, rows: Row[], measured: Recor
   await writeFile(file, JSON.stringify(report, null, 2) + '\n')
   await writeFile(join(RESULTS, 'latest.json'), JSON.stringify(report, null, 2) + '\n')
   log(`wrote ${file} and bench/results/latest.json`)
+  const charts = await writeCharts(report, chartPathsBeside(file))
+  log(`drew ${charts.join(' and ')}`)
 }
 
 function table (rows: Row[]): string {
@@ -178,7 +205,6 @@ function table (rows: Row[]): string {
   return lines.join('\n')
 }
 
-/** The rows the targets are about, by their place in benchScenarios' list. */
 /** The rows the targets read, found by their scenario's label (bench/lib/scenarios.ts). */
 function namedRows (rows: Row[]): { protectedRow: Row, scopedRow: Row, usersMeRow: Row, loginRow: Row, stormProtectedRow: Row } {
   const row = (prefix: string): Row => {
@@ -187,6 +213,12 @@ function namedRows (rows: Row[]): { protectedRow: Row, scopedRow: Row, usersMeRo
     return found
   }
   return { protectedRow: row('2 '), scopedRow: row('2s '), usersMeRow: row('3 '), loginRow: row('4 '), stormProtectedRow: row('7 storm: GET') }
+}
+
+function loginLevelsLine (rows: Row[], argon2: Argon2Limit): string {
+  const levels = loginLevels(rows, argon2).map(l =>
+    `${l.connections} conn ${l.rps.toFixed(1)}/s, p50 ${l.p50Ms} ms, p99 ${l.p99Ms} ms = ${l.p99OfBound.toFixed(2)} x bound ${l.queueBoundMs.toFixed(1)} ms`)
+  return `login by concurrency (queueing bound: max(1, clients / ${argon2.cores} cores) x ${argon2.wallMsPerHash.toFixed(1)} ms hash wall): ${levels.join('; ')}`
 }
 
 function loginAgainstArgon2 (loginRow: Row, argon2: Argon2Limit): { loginOfLimit: number, p99Bound: number } {

@@ -11,6 +11,12 @@ import { log } from './progress.js'
 export const PASSWORD = 'bench password, correct horse battery'
 export const CONNECTIONS = 10
 export const STORM_LOGIN_CONNECTIONS = 20
+/** Login measured alone at each number of clients, against the queueing bound (the CONNECTIONS level is scenario 4). */
+export const LOGIN_LEVELS = [1, 2, 4, CONNECTIONS]
+
+export const loginLabel = (connections: number): string => connections === CONNECTIONS
+  ? '4 POST /auth/token password (login)'
+  : `4c${connections} POST /auth/token password (login, ${connections} conn)`
 
 export interface Load {
   label: string
@@ -119,7 +125,8 @@ export async function benchScenarios (service: Server, baseline: Server, databas
     { id: '2', server: service, loads: [{ label: '2 GET /bench/protected', options: bearerGet('/bench/protected') }] },
     { id: '2s', server: service, loads: [{ label: '2s GET /bench/scoped (+ scope check)', options: bearerGet('/bench/scoped') }] },
     { id: '3', server: service, loads: [{ label: '3 GET /users/me', options: bearerGet('/users/me') }] },
-    { id: '4', server: service, loads: [{ label: '4 POST /auth/token password (login)', options: passwordLogins(CONNECTIONS) }] },
+    { id: '4', server: service, loads: [{ label: loginLabel(CONNECTIONS), options: passwordLogins(CONNECTIONS) }] },
+    ...LOGIN_LEVELS.filter(n => n !== CONNECTIONS).map(n => ({ id: `4c${n}`, server: service, loads: [{ label: loginLabel(n), options: passwordLogins(n) }] })),
     { id: '5', server: service, loads: [{ label: '5 POST /auth/register', options: registrationsLoad }] },
     { id: '6', server: service, loads: [{ label: '6 POST /auth/token refresh_token (rotation)', options: refreshLoad }] },
     {
