@@ -7,6 +7,8 @@ import type { FastifyLikeError } from './errors.js'
 import { loggerOptions } from './logger.js'
 import configPlugin from './plugins/config.js'
 import http from './plugins/http.js'
+import requestBodies from './plugins/request-bodies.js'
+import cors from './plugins/cors.js'
 import errorHandler, { sendProblem } from './plugins/error-handler.js'
 import swagger from './plugins/swagger.js'
 import documentOnly from './plugins/document-only.js'
@@ -28,6 +30,7 @@ import userRoutes from './routes/users.js'
 import wellKnownRoutes from './routes/well-known.js'
 import sessionsFeedRoutes from './routes/sessions-feed.js'
 import adminRoutes from './routes/admin/index.js'
+import rootRoutes from './routes/root.js'
 
 export interface BuildOptions {
   /** Replaces the pino options derived from the config (tests capture logs through a stream). */
@@ -61,6 +64,8 @@ export function createApp (config: Config, options: BuildOptions = {}): FastifyI
 
   app.register(configPlugin, { config })
   app.register(http)
+  app.register(requestBodies)
+  app.register(cors)
   app.register(errorHandler)
   app.register(swagger)
   if (options.documentOnly === true) {
@@ -86,6 +91,7 @@ export function createApp (config: Config, options: BuildOptions = {}): FastifyI
   app.register(adminRoutes, { prefix: '/admin' })
   app.register(wellKnownRoutes, { prefix: '/.well-known' })
   app.register(sessionsFeedRoutes, { prefix: '/sessions' })
+  app.register(rootRoutes)
   return app
 }
 
@@ -105,7 +111,9 @@ function serverOptions (config: Config, options: BuildOptions): FastifyServerOpt
     // A hop count as the function Fastify makes of one (its types take no number): the nearest `proxy` hops are trusted.
     trustProxy: typeof proxy === 'number' ? (_address: string, hop: number) => hop < proxy : proxy,
     // Clients send JSON: a number where a string belongs is an error, not something to coerce.
-    ajv: { customOptions: { coerceTypes: false, removeAdditional: true } },
+    // allErrors: a client is told every invalid field at once. x-error-message: a field's rule in plain words, read by
+    // the error handler (plugins/error-handler.ts); to ajv an annotation, to OpenAPI an extension.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: true, allErrors: true, keywords: ['x-error-message'] } },
     // Correlation: a caller's X-Request-Id is kept when it is a sane token, else one is made (<12 hex>-<counter>);
     // logs carry it as request_id and every answer echoes it (plugins/http.ts).
     requestIdHeader: false,

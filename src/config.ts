@@ -9,6 +9,8 @@ export const ConfigSchema = Type.Object({
   LOG_LEVEL: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map(l => Type.Literal(l)), { default: 'info' }),
   // false, true, a hop count, or addresses and CIDR ranges (Fastify's trustProxy forms): see trustProxyOption.
   TRUST_PROXY: Type.String({ default: 'false' }),
+  // Browser origins allowed to call the API (scheme://host[:port], comma-separated; `*` alone: any). Unset: no CORS.
+  CORS_ORIGINS: Type.Optional(Type.String()),
   BODY_LIMIT: Type.Integer({ minimum: 1024, maximum: 1048576, default: 16384 }),
   DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
   DATABASE_POOL_MAX: Type.Integer({ minimum: 1, maximum: 100, default: 10 }),
@@ -45,6 +47,8 @@ export const ConfigSchema = Type.Object({
   RATE_LIMIT_WINDOW_SECONDS: Type.Integer({ minimum: 1, maximum: 86400, default: 60 }),
   RATE_LIMIT_MAX: Type.Integer({ minimum: 1, default: 300 }),
   RATE_LIMIT_TOKEN_MAX: Type.Integer({ minimum: 1, default: 20 }),
+  // Refreshes (grant_type=refresh_token) have a budget of their own: a refresh is not a password guess.
+  RATE_LIMIT_REFRESH_MAX: Type.Integer({ minimum: 1, default: 120 }),
   RATE_LIMIT_REGISTER_MAX: Type.Integer({ minimum: 1, default: 10 }),
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
   REDIS_TIMEOUT_MS: Type.Integer({ minimum: 10, maximum: 10000, default: 250 }),
@@ -71,6 +75,17 @@ export const ConfigSchema = Type.Object({
 })
 
 export type Config = Static<typeof ConfigSchema>
+
+/**
+ * Defaults for a developer's machine, taken by unset settings when NODE_ENV=development (itself the default); the
+ * schema's defaults are production's and the tests'. Loopback only, and limits a person trying the API by hand
+ * does not hit.
+ */
+export const DEVELOPMENT_DEFAULTS: Partial<Record<keyof Config, string | number | boolean>> = {
+  HOST: '127.0.0.1',
+  RATE_LIMIT_TOKEN_MAX: 100,
+  RATE_LIMIT_REGISTER_MAX: 100
+}
 
 /** The base of links in emails: PUBLIC_URL without a trailing slash, or this instance on localhost. */
 export const publicUrl = (config: Pick<Config, 'PUBLIC_URL' | 'PORT'>): string =>
@@ -129,6 +144,9 @@ export function loadConfig (env: Record<string, unknown> = process.env): Config 
     const value = env[key]
     if (value !== undefined && value !== '') raw[key] = coerce(key, value)
   }
+  if ((raw.NODE_ENV ?? 'development') === 'development') {
+    for (const [key, value] of Object.entries(DEVELOPMENT_DEFAULTS)) raw[key] ??= value
+  }
   const withDefaults = Value.Default(ConfigSchema, raw) as Record<string, unknown>
   const problems = [...Value.Errors(ConfigSchema, withDefaults)]
     .filter(e => e.path !== '' && !e.path.includes('/', 1))
@@ -150,6 +168,8 @@ export function loadConfig (env: Record<string, unknown> = process.env): Config 
     }
     const proxyProblem = trustProxyProblem(config.TRUST_PROXY)
     if (proxyProblem !== undefined) unique.push(`TRUST_PROXY: ${proxyProblem}`)
+    const corsProblem = corsOriginsProblem(config.CORS_ORIGINS)
+    if (corsProblem !== undefined) unique.push(`CORS_ORIGINS: ${corsProblem}`)
     if (config.JWT_PRIVATE_KEY !== undefined && config.JWT_PRIVATE_KEY_FILE !== undefined) unique.push('JWT_PRIVATE_KEY_FILE: set either it or JWT_PRIVATE_KEY, not both')
     if (config.JWT_VERIFY_KEYS !== undefined && config.JWT_VERIFY_KEYS_FILE !== undefined) unique.push('JWT_VERIFY_KEYS_FILE: set either it or JWT_VERIFY_KEYS, not both')
     const admin = [config.ADMIN_USERNAME, config.ADMIN_EMAIL, config.ADMIN_PASSWORD_FILE]
@@ -189,6 +209,23 @@ function trustProxyProblem (value: string): string | undefined {
   if (word in BOOLEAN_WORDS || /^\d+$/.test(word)) return undefined
   const bad = proxyEntries(value).filter(entry => !isAddressOrRange(entry))
   return bad.length === 0 ? undefined : `must be true, false, a hop count, or IP addresses and CIDR ranges separated by commas (not ${bad.map(b => JSON.stringify(b)).join(', ')})`
+}
+
+/** CORS_ORIGINS as a list: exact origins as browsers send them, or just `*`; empty when unset. */
+export const corsOrigins = (config: Pick<Config, 'CORS_ORIGINS'>): string[] =>
+  (config.CORS_ORIGINS ?? '').split(',').map(entry => entry.trim()).filter(entry => entry !== '')
+
+function corsOriginsProblem (value: string | undefined): string | undefined {
+  const origins = corsOrigins({ CORS_ORIGINS: value })
+  if (origins.includes('*')) return origins.length === 1 ? undefined : 'use * alone (any origin) or a list of origins, not both'
+  for (const entry of origins) {
+    let origin = ''
+    try { origin = new URL(entry).origin } catch {}
+    if (!/^https?:\/\//.test(origin)) return `must be http(s) origins such as https://app.example.com, separated by commas (not ${JSON.stringify(entry)})`
+    // A browser's Origin header is compared byte for byte: no path, no default port, lower case.
+    if (origin !== entry) return `write ${JSON.stringify(entry)} as the browser sends it: ${origin} (scheme://host[:port], no path)`
+  }
+  return undefined
 }
 
 /**

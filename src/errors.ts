@@ -46,12 +46,14 @@ const bearerChallenge = (description: string): string =>
 
 export const Problems = {
   validation: (errors: FieldError[]) =>
-    new ProblemError(400, 'validation_error', errors.map(e => `${e.field} ${e.message}`).join('; '), {}, errors),
+    new ProblemError(400, 'validation_error', fieldErrorsDetail(errors), {}, errors),
   badRequest: (detail: string) => new ProblemError(400, 'bad_request', detail),
   notAuthenticated: () => new ProblemError(401, 'not_authenticated', 'Not authenticated', { 'www-authenticate': 'Bearer' }),
   invalidToken: (detail = 'Could not validate credentials') =>
     new ProblemError(401, 'invalid_token', detail, { 'www-authenticate': bearerChallenge(detail) }),
-  tokenExpired: () => Problems.invalidToken('Token has expired'),
+  // A code of its own, so that a client knows to refresh without parsing prose; the challenge stays RFC 6750's invalid_token.
+  tokenExpired: () =>
+    new ProblemError(401, 'token_expired', 'Token has expired', { 'www-authenticate': bearerChallenge('Token has expired') }),
   // RFC 6750 section 3.1: a valid token without the scope the route needs.
   insufficientScope: (scopes: readonly string[]) =>
     new ProblemError(403, 'insufficient_scope', `This operation needs the scope ${scopes.join(' ')}`, {
@@ -153,22 +155,68 @@ export const RATE_LIMIT_UNAVAILABLE = 'RATE_LIMIT_UNAVAILABLE'
  */
 export const clientGone = (): Error => Object.assign(new Error('The client closed the connection'), { statusCode: 499 })
 
-interface AjvError {
+/** Every refused input in one sentence: "username: must be ...; email: must be ...". */
+export const fieldErrorsDetail = (errors: FieldError[]): string => errors.map(e => `${e.field}: ${e.message}`).join('; ')
+
+export interface AjvError {
   instancePath?: string
+  schemaPath?: string
   keyword?: string
   message?: string
   params?: Record<string, unknown>
 }
 
-/** Turns Fastify's validation errors into "field reason" pairs a client can show. */
-export function fieldErrors (validation: AjvError[], context: string | undefined): FieldError[] {
-  return validation.map(v => {
+/** What a field's schema may say instead of the generic words: `x-error-message` in its TypeBox options. */
+export type FieldMessageOf = (error: AjvError) => string | undefined
+
+/**
+ * Turns Fastify's validation errors (all of them: ajv's allErrors) into one plain-words entry per field, in the order
+ * found. The words are the field schema's own `x-error-message`, else ones made from the keyword: never ajv's message,
+ * which quotes regular expressions.
+ */
+export function fieldErrors (validation: AjvError[], context: string | undefined, messageOf?: FieldMessageOf): FieldError[] {
+  const byField = new Map<string, string>()
+  for (const v of validation) {
     const path = (v.instancePath ?? '').replace(/^\//, '').replaceAll('/', '.')
     const missing = v.keyword === 'required' ? String(v.params?.missingProperty ?? '') : ''
     const field = [path, missing].filter(Boolean).join('.') || (context ?? 'body')
-    const message = v.keyword === 'required' ? 'is required' : (v.message ?? 'is invalid')
-    return { field, message }
-  })
+    // A field broken several ways (too short and a wrong character) is one entry: the first reason found.
+    if (byField.has(field)) continue
+    // A schema's own words say what a valid value looks like; a value of the wrong type is told the type.
+    byField.set(field, v.keyword === 'required' ? 'is required' : v.keyword === 'type' ? plainWords(v) : (messageOf?.(v) ?? plainWords(v)))
+  }
+  return [...byField].map(([field, message]) => ({ field, message }))
+}
+
+const TYPE_WORDS: Record<string, string> = {
+  string: 'a string', number: 'a number', integer: 'a whole number', boolean: 'true or false', object: 'an object', array: 'a list', null: 'null'
+}
+const FORMAT_WORDS: Record<string, string> = { email: 'an email address', uuid: 'a UUID', 'date-time': 'a date and time (RFC 3339)', uri: 'a URI' }
+
+/** ajv's error in words a person can read, from its keyword and parameters only. */
+function plainWords (v: AjvError): string {
+  const p = v.params ?? {}
+  const limit = Number(p.limit)
+  const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`
+  switch (v.keyword) {
+    case 'type': return `must be ${String(p.type).split(',').map(type => TYPE_WORDS[type] ?? type).join(' or ')}`
+    case 'minLength': return limit === 1 ? 'must not be empty' : `must be at least ${plural(limit, 'character')}`
+    case 'maxLength': return `must be at most ${plural(limit, 'character')}`
+    case 'minimum': return `must be at least ${limit}`
+    case 'maximum': return `must be at most ${limit}`
+    case 'exclusiveMinimum': return `must be more than ${limit}`
+    case 'exclusiveMaximum': return `must be less than ${limit}`
+    case 'minItems': return limit === 1 ? 'must not be empty' : `must hold at least ${plural(limit, 'item')}`
+    case 'maxItems': return `must hold at most ${plural(limit, 'item')}`
+    case 'uniqueItems': return 'must not repeat an item'
+    case 'format': return `must be ${FORMAT_WORDS[String(p.format)] ?? `a valid ${String(p.format)}`}`
+    case 'enum': return `must be one of ${(p.allowedValues as unknown[] ?? []).map(String).join(', ')}`
+    case 'const': return `must be ${String(p.allowedValue)}`
+    case 'additionalProperties': return `must not have the field ${String(p.additionalProperty)}`
+    // A pattern is never quoted: a regular expression is not an explanation.
+    case 'pattern': return 'is not in the expected format'
+    default: return 'is invalid'
+  }
 }
 
 export interface FastifyLikeError {
@@ -177,6 +225,8 @@ export interface FastifyLikeError {
   message: string
   validation?: AjvError[]
   validationContext?: string
+  /** The validation errors in plain words, made where the route's schema is known (plugins/error-handler.ts). */
+  fieldErrors?: FieldError[]
 }
 
 /** What went wrong, whatever raised it: decided once, then rendered as a problem or as an OAuth error. */
@@ -206,7 +256,9 @@ export function classifyError (error: FastifyLikeError): ErrorClass {
   if (error.code === 'HASH_POOL_BUSY') return { kind: 'busy' }
   // Before anything else: drizzle's wrapper of a driver error looks like any other internal error.
   if (isDatabaseUnavailable(error)) return { kind: 'database_unavailable' }
-  if (error.validation !== undefined) return { kind: 'validation', errors: fieldErrors(error.validation, error.validationContext) }
+  if (error.validation !== undefined) {
+    return { kind: 'validation', errors: error.fieldErrors ?? fieldErrors(error.validation, error.validationContext) }
+  }
   switch (error.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE': return { kind: 'body_too_large' }
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': return { kind: 'unsupported_media_type' }
@@ -256,7 +308,7 @@ export function errorRenderers (bodyLimit: number): ErrorRenderers {
         case 'rate_limit_unavailable': return OAuthErrors.rateLimitUnavailable()
         case 'busy': return OAuthErrors.busy()
         case 'database_unavailable': return OAuthErrors.databaseUnavailable()
-        case 'validation': return OAuthErrors.invalidRequest(`${c.errors[0].field} ${c.errors[0].message}`)
+        case 'validation': return OAuthErrors.invalidRequest(fieldErrorsDetail(c.errors))
         case 'body_too_large': return OAuthErrors.payloadTooLarge(bodyLimit)
         case 'unsupported_media_type': return OAuthErrors.invalidRequest('Content-Type must be application/x-www-form-urlencoded or application/json')
         case 'empty_body': return OAuthErrors.invalidRequest('Request body must not be empty')

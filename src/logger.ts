@@ -1,10 +1,27 @@
 import type { FastifyServerOptions } from 'fastify'
+import { fileURLToPath } from 'node:url'
 import type { Config } from './config.js'
 
-/** Pino options: no header, body or query string is ever written. */
-export function loggerOptions (config: Pick<Config, 'LOG_LEVEL'>): Exclude<FastifyServerOptions['logger'], boolean | undefined> {
+/** pino-pretty's entry point, or undefined where it is not installed (the image has no development dependencies). */
+function prettyPrinter (): string | undefined {
+  try {
+    return fileURLToPath(import.meta.resolve('pino-pretty'))
+  } catch {
+    return undefined
+  }
+}
+
+/** Logs for a person: on a terminal, outside production, and when pino's pretty printer is installed. Else JSON lines. */
+export function prettyLogs (config: Pick<Config, 'NODE_ENV'>, stdout: { isTTY?: boolean } = process.stdout): boolean {
+  return stdout.isTTY === true && config.NODE_ENV !== 'production' && prettyPrinter() !== undefined
+}
+
+/** Pino options: no header, body or query string is ever written. `pretty`: through pino-pretty, redacted the same. */
+export function loggerOptions (config: Pick<Config, 'LOG_LEVEL'>, { pretty = false }: { pretty?: boolean } = {}): Exclude<FastifyServerOptions['logger'], boolean | undefined> {
+  const printer = pretty ? prettyPrinter() : undefined
   return {
     level: config.LOG_LEVEL,
+    ...(printer !== undefined ? { transport: { target: printer, options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } } } : {}),
     // Belt and braces: nothing here logs headers or bodies, but a future log call might.
     redact: {
       paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', '*.password', 'password', '*.access_token', 'access_token', '*.token'],

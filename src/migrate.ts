@@ -2,8 +2,10 @@
 import { ConfigError, loadMigrationConfig } from './config.js'
 import { migratePostgres, openDatabase } from './db/client.js'
 import { DataDirLockedError } from './db/data-dir-lock.js'
+import { loadEnvFile } from './startup/env-file.js'
 
 try {
+  loadEnvFile()
   const config = loadMigrationConfig()
   if (config.DATABASE_URL !== undefined) {
     await migratePostgres(config.DATABASE_URL)

@@ -3,9 +3,11 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'
 import { ConfigError, loadConfig, type Config } from './config.js'
 import { DataDirLockedError } from './db/data-dir-lock.js'
-import { loggerOptions } from './logger.js'
+import { loggerOptions, prettyLogs } from './logger.js'
 import { KeyError } from './services/keys.js'
 import { listenError, startBootServer, type BootServer } from './startup/boot-server.js'
+import { loadEnvFile } from './startup/env-file.js'
+import { startUpReport } from './startup/start-up-report.js'
 import { DatabaseUnreachableError, waitForDatabase } from './startup/wait-for-database.js'
 
 /** A start that cannot succeed as configured: one plain line saying what to change, no stack trace, exit code 1. */
@@ -15,7 +17,9 @@ function fail (message: string): never {
 }
 
 let config: Config
+let envFile: string | undefined
 try {
+  envFile = loadEnvFile()
   config = loadConfig()
 } catch (error) {
   if (!(error instanceof ConfigError)) throw error
@@ -23,7 +27,9 @@ try {
 }
 
 // The app's logger exists once it is built: until then, one made as the app makes its own (by Fastify, from the same options).
-const startLog = Fastify({ logger: loggerOptions(config) }).log
+const logger = loggerOptions(config, { pretty: prettyLogs(config) })
+const startLog = Fastify({ logger }).log
+if (envFile !== undefined) startLog.info({ env_file: envFile }, 'settings read from .env (the environment\'s own variables win)')
 
 // The port first: a second start on a busy port stops here, before it opens the database another process may be using.
 let boot: BootServer
@@ -68,7 +74,7 @@ try {
     await waitForDatabase(config.DATABASE_URL, { timeoutSeconds: config.DATABASE_START_TIMEOUT_SECONDS, log: startLog })
   }
   opening = true
-  app = await buildApp(config)
+  app = await buildApp(config, { logger })
 } catch (error) {
   await boot.close()
   fail(startFailure(error))
@@ -103,3 +109,5 @@ try {
   await app.close().catch(() => {})
   fail(message ?? `Could not start: ${(error as Error).message}`)
 }
+const report = startUpReport(config, app.keyRing, boot.port)
+app.log.info({ node_env: config.NODE_ENV, ...report.fields }, report.message)

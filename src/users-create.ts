@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util'
 import { ConfigError, loadConfig } from './config.js'
 import { openDatabase } from './db/client.js'
 import { DataDirLockedError } from './db/data-dir-lock.js'
+import { loadEnvFile } from './startup/env-file.js'
 import { registrationProblems } from './schemas/user.js'
 import { HashPool } from './services/hash-pool.js'
 import { createPasswordHasher } from './services/password-hasher.js'
@@ -60,6 +61,7 @@ if (options.username === undefined || options.email === undefined) fail(USAGE, 2
 
 let config
 try {
+  loadEnvFile()
   // Signing keys are not this command's business; the database and the argon2 parameters are.
   config = loadConfig({ ...process.env, NODE_ENV: 'development' })
   if (process.env.NODE_ENV === 'production' && config.DATABASE_URL === undefined) throw new ConfigError(['DATABASE_URL: is required when NODE_ENV=production'])

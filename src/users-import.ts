@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util'
 import { ConfigError, loadConfig } from './config.js'
 import { openDatabase } from './db/client.js'
 import { DataDirLockedError } from './db/data-dir-lock.js'
+import { loadEnvFile } from './startup/env-file.js'
 import { ImportFileError, importUsers, parseUserFile, type ImportRecord } from './services/user-import.js'
 
 const USAGE = 'usage: npm run users:import -- FILE [--dry-run]   (FILE: JSON array, JSON lines or CSV; see docs/import.md)'
@@ -28,6 +29,7 @@ try {
 
 let config
 try {
+  loadEnvFile()
   config = loadConfig({ ...process.env, NODE_ENV: 'development' })
   if (process.env.NODE_ENV === 'production' && config.DATABASE_URL === undefined) throw new ConfigError(['DATABASE_URL: is required when NODE_ENV=production'])
 } catch (error) {

@@ -18,7 +18,8 @@ test('loadConfig: when nothing is set, then the documented defaults apply', asyn
   t.match(config, {
     NODE_ENV: 'development',
     PORT: 3000,
-    HOST: '0.0.0.0',
+    // The development default (DEVELOPMENT_DEFAULTS, test/dev.test.ts); production's is 0.0.0.0.
+    HOST: '127.0.0.1',
     DATA_DIR: './data',
     ACCESS_TOKEN_TTL: 900,
     ARGON2_MEMORY_KIB: 19456,

@@ -363,9 +363,16 @@ export async function runToExit (child: ChildProcess, timeoutMs = 120_000): Prom
   }
 }
 
+/**
+ * The working directory of the processes tests spawn (the server, the commands): test/, not the checkout, whose
+ * `.env` (a developer's, with their DATABASE_URL) the entry points would read. node still finds tsx from there.
+ */
+export const SPAWN_CWD = join(REPO_ROOT, 'test')
+
 /** The real server process (src/server.ts under tsx) with only the given environment. */
 export function spawnServer (env: Record<string, string>): ChildProcess {
   return spawn(process.execPath, ['--import', 'tsx', SERVER], {
+    cwd: SPAWN_CWD,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', HOST: '127.0.0.1', PORT: '0', METRICS_PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })

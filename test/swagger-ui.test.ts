@@ -1,15 +1,11 @@
 import { existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { test } from 'tap'
-import { chromium, type Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import { sql } from 'drizzle-orm'
 import { build, register } from './helper.js'
 import { checkResponse } from './openapi-check.js'
-
-// Debian's chromium (apt-get install chromium), never a browser a test tool downloads. CHROMIUM_PATH points elsewhere.
-const EXECUTABLE = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-// Without the background-networking flags Chromium keeps dialling Google's hosts, which this network refuses.
-const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync']
+import { EXECUTABLE, launchBrowser } from './browser.js'
 export const SCREENSHOT = new URL('../artifacts/swagger-ui-authorized.png', import.meta.url)
 
 async function tryGetCurrentUser (page: Page): Promise<string> {
@@ -36,8 +32,7 @@ test('Swagger UI: when a person authorizes with the password flow and tries GET 
   const user = await register(app)
   const base = await app.listen({ host: '127.0.0.1', port: 0 })
 
-  const browser = await chromium.launch({ executablePath: EXECUTABLE, headless: true, args: FLAGS })
-  t.teardown(async () => { await browser.close() })
+  const browser = await launchBrowser(t)
   const page = await browser.newPage()
   // The page's own calls to the API are answers too: each must match the document.
   const problems: string[] = []
@@ -89,8 +84,7 @@ test('Swagger UI: when an administrator authorizes with a chosen scope, then the
   const user = await register(app)
   await app.database.db.execute(sql`insert into user_roles (user_id, role_name) values (${user.id}::uuid, 'admin')`)
   const base = await app.listen({ host: '127.0.0.1', port: 0 })
-  const browser = await chromium.launch({ executablePath: EXECUTABLE, headless: true, args: FLAGS })
-  t.teardown(async () => { await browser.close() })
+  const browser = await launchBrowser(t)
   const page = await browser.newPage()
 
   await page.goto(`${base}/docs/`)
@@ -110,4 +104,27 @@ test('Swagger UI: when an administrator authorizes with a chosen scope, then the
   await modal.locator('.auth-btn-wrapper button.btn-done').click()
 
   t.equal(await tryOperation(page, '#operations-admin-adminListUsers'), '200', 'Try it out on GET /admin/users answers 200')
+})
+
+test('Swagger UI: when /docs is opened over plain http under a host name other than localhost, then the UI renders and the CSP upgrades nothing', async (t) => {
+  t.ok(existsSync(EXECUTABLE), `a Chromium at ${EXECUTABLE} (apt-get install chromium, or set CHROMIUM_PATH)`)
+  const app = await build(t)
+  const base = new URL(await app.listen({ host: '127.0.0.1', port: 0 }))
+  // A name Chromium treats as any remote host (not potentially trustworthy, as localhost is), resolved to this server.
+  const browser = await launchBrowser(t, ['--host-resolver-rules=MAP auth.test 127.0.0.1'])
+  const page = await browser.newPage()
+  const failed: string[] = []
+  page.on('requestfailed', (request) => { failed.push(request.url()) })
+
+  const answer = await page.goto(`http://auth.test:${base.port}/docs/`)
+  t.equal(answer?.status(), 200)
+  const csp = answer?.headers()['content-security-policy'] ?? ''
+  t.notMatch(csp, /upgrade-insecure-requests/)
+  for (const directive of ["default-src 'self'", "object-src 'none'", "frame-ancestors 'self'", "script-src-attr 'none'"]) t.match(csp, directive, `the rest stays strict: ${directive}`)
+  t.notMatch(csp, /unsafe-inline|unsafe-eval/)
+
+  await page.locator('.swagger-ui .info .title').waitFor({ timeout: 15_000 })
+  t.match(await page.locator('.swagger-ui .info .title').textContent(), /Auth service/, 'the UI rendered the document')
+  t.ok(await page.locator('#operations-users-getCurrentUser').isVisible(), 'with its operations')
+  t.same(failed, [], 'every asset loaded over http')
 })

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { test, type Test } from 'tap'
 import { buildApp } from '../src/app.js'
-import { claimsOf, formPost, REPO_ROOT, runToExit, tempDir, testConfig, testDatabaseUrl } from './helper.js'
+import { claimsOf, formPost, REPO_ROOT, runToExit, SPAWN_CWD, tempDir, testConfig, testDatabaseUrl } from './helper.js'
 
 const CLI = join(REPO_ROOT, 'src', 'users-create.ts')
 const CHEAP_ARGON2 = { ARGON2_MEMORY_KIB: '1024', ARGON2_TIME_COST: '1' }
@@ -10,6 +10,7 @@ const CHEAP_ARGON2 = { ARGON2_MEMORY_KIB: '1024', ARGON2_TIME_COST: '1' }
 /** The command as `npm run users:create` runs it, the password piped to standard input. */
 async function usersCreate (env: Record<string, string>, args: string[], stdin: string): Promise<{ code: number | null, output: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+    cwd: SPAWN_CWD,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...CHEAP_ARGON2, ...env },
     stdio: ['pipe', 'pipe', 'pipe']
   })

@@ -4,7 +4,7 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { test, type Test } from 'tap'
 import { buildApp } from '../src/app.js'
-import { bcryptHash, formPost, freePort, REPO_ROOT, runToExit, tempDir, testConfig, testDatabaseUrl } from './helper.js'
+import { bcryptHash, formPost, freePort, REPO_ROOT, runToExit, SPAWN_CWD, tempDir, testConfig, testDatabaseUrl } from './helper.js'
 
 const CLI = join(REPO_ROOT, 'src', 'users-import.ts')
 const CHEAP_ARGON2 = { ARGON2_MEMORY_KIB: '1024', ARGON2_TIME_COST: '1' }
@@ -12,6 +12,7 @@ const CHEAP_ARGON2 = { ARGON2_MEMORY_KIB: '1024', ARGON2_TIME_COST: '1' }
 /** The command as `npm run users:import` runs it. */
 async function usersImport (env: Record<string, string>, args: string[]): Promise<{ code: number | null, output: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+    cwd: SPAWN_CWD,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })

@@ -158,7 +158,8 @@ test('verifier: when a token is forged, expired or of the wrong type, issuer or 
     t.equal(atService.statusCode, 401, `${what}: the service refuses it`)
     assertSameAnswer(t, await orders(downstream, bearer(token)), atService, what)
   }
-  t.equal((await orders(downstream, bearer(signRs256(header, { ...claims, iat: now - 1000, exp: now - 100 })))).json().detail, 'Token has expired')
+  const expired = (await orders(downstream, bearer(signRs256(header, { ...claims, iat: now - 1000, exp: now - 100 })))).json()
+  t.same([expired.code, expired.detail], ['token_expired', 'Token has expired'])
   t.equal(outbound(), 0, 'nothing fetched a key from the URLs in the headers')
   t.equal((await orders(downstream, bearer(good))).statusCode, 200, 'the real token, untouched, still works')
 })

@@ -67,7 +67,10 @@ export default fp(async (app) => {
   await app.register(swaggerUi, {
     routePrefix: '/docs',
     uiConfig: { persistAuthorization: true, docExpansion: 'list' },
-    staticCSP: true
+    staticCSP: true,
+    // The library's strict policy minus upgrade-insecure-requests: over plain http on any name but localhost, the
+    // browser would fetch the page's own assets over https and show a blank page.
+    transformStaticCSP: (header) => header.split(';').map(d => d.trim()).filter(d => d !== '' && d !== 'upgrade-insecure-requests').join('; ')
   })
 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())

@@ -3,7 +3,9 @@ import { uuid } from './id.js'
 import type { RoleRow } from '../db/schema.js'
 import type { ManagedUser } from '../services/admin-users.js'
 import { ROLE_NAME_PATTERN } from '../services/users.js'
-import { RegisterBodySchema } from './user.js'
+import { RegisterBodySchema, SCOPE_TOKEN_RULE } from './user.js'
+
+const ROLE_NAME_RULE = 'must be 1 to 64 letters, digits, _, ., : or -, starting with a letter or a digit'
 
 const ADMIN_USER_EXAMPLE = {
   id: '0b5e3c1e-8f0a-4c6e-9a57-3d2f1b7c9e41',
@@ -15,7 +17,7 @@ const ADMIN_USER_EXAMPLE = {
   roles: ['admin', 'user']
 }
 
-const RoleNamesSchema = Type.Array(Type.String({ pattern: ROLE_NAME_PATTERN, maxLength: 64 }), {
+const RoleNamesSchema = Type.Array(Type.String({ pattern: ROLE_NAME_PATTERN, maxLength: 64, 'x-error-message': ROLE_NAME_RULE }), {
   maxItems: 50,
   uniqueItems: true,
   description: 'Role names; `user` is always kept'
@@ -68,11 +70,11 @@ export const RoleSchema = Type.Object({
   examples: [{ name: 'orders-clerk', description: 'Handles orders', scopes: ['orders:read', 'orders:write'], built_in: false }]
 })
 
-export const RoleNameParamsSchema = Type.Object({ name: Type.String({ pattern: ROLE_NAME_PATTERN, maxLength: 64 }) })
+export const RoleNameParamsSchema = Type.Object({ name: Type.String({ pattern: ROLE_NAME_PATTERN, maxLength: 64, 'x-error-message': ROLE_NAME_RULE }) })
 
 export const RoleDefinitionSchema = Type.Object({
   description: Type.String({ maxLength: 200 }),
-  scopes: Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]{1,128}$' }), {
+  scopes: Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]{1,128}$', 'x-error-message': SCOPE_TOKEN_RULE }), {
     maxItems: 100,
     uniqueItems: true,
     description: 'Scope tokens (RFC 6749 section 3.3), for example `orders:write`'

@@ -1,5 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { uuid } from './id.js'
+import { SCOPE_TOKEN_RULE } from './user.js'
 import type { ServiceClient } from '../services/clients.js'
 
 const CLIENT_ID = '3f6c2a1e-7b4d-4c8e-9f0a-1b2c3d4e5f60'
@@ -22,7 +23,7 @@ export const ServiceClientSchema = Type.Object({
 
 export const CreateClientSchema = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 100, description: 'For people: which service this is' }),
-  scopes: Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]{1,128}$' }), {
+  scopes: Type.Array(Type.String({ pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]{1,128}$', 'x-error-message': SCOPE_TOKEN_RULE }), {
     maxItems: 100,
     uniqueItems: true,
     description: 'Scopes some role defines, or `sessions:ended` (the ended-session feed)'

@@ -3,7 +3,7 @@ import { Problems, type ProblemError } from '../errors.js'
 
 export const FieldErrorSchema = Type.Object({
   field: Type.String({ description: 'The input that was refused, as a dotted path (for example `username`)' }),
-  message: Type.String({ description: 'Why it was refused' })
+  message: Type.String({ description: 'Why it was refused, in plain words (for example `must be at least 8 characters`)' })
 })
 
 export const ProblemSchema = Type.Object({
@@ -12,7 +12,7 @@ export const ProblemSchema = Type.Object({
   status: Type.Integer(),
   detail: Type.String({ description: 'What went wrong, in words a person can read' }),
   code: Type.String({ description: 'A stable machine-readable code, for example `invalid_token`', examples: ['invalid_token'] }),
-  errors: Type.Optional(Type.Array(FieldErrorSchema, { description: 'Present on validation errors: one entry per refused input' }))
+  errors: Type.Optional(Type.Array(FieldErrorSchema, { description: 'Present on validation errors (`validation_error`): every refused input at once, one entry each, in plain words' }))
 }, {
   $id: 'Problem',
   title: 'Problem',
@@ -23,8 +23,11 @@ export const ProblemSchema = Type.Object({
 
 // One example per status, made by the same factories the service answers with.
 const EXAMPLES: Record<number, { description: string, error: ProblemError }> = {
-  400: { description: 'The request is malformed or an input is invalid', error: Problems.validation([{ field: 'username', message: 'must match pattern "^[A-Za-z0-9_.-]+$"' }]) },
-  401: { description: 'Missing, invalid or expired access token, or its session has ended', error: Problems.invalidToken() },
+  400: {
+    description: 'The request is malformed, or inputs are invalid (`validation_error`: every one listed in `errors`)',
+    error: Problems.validation([{ field: 'username', message: 'must be 3 to 32 letters, digits, _, . or -' }, { field: 'email', message: 'must be an email address' }])
+  },
+  401: { description: 'Missing (`not_authenticated`), invalid (`invalid_token`) or expired (`token_expired`: refresh and retry) access token, or its session has ended (`invalid_token`)', error: Problems.invalidToken() },
   403: { description: '`insufficient_scope`: the token lacks a scope the operation needs (RFC 6750 section 3.1)', error: Problems.insufficientScope(['users:read']) },
   404: { description: 'Not found', error: Problems.notFound('No active session with that id') },
   409: { description: 'Conflict with the current state', error: Problems.userExists() },

@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox'
 import { uuid } from './id.js'
 import type { EndedSince } from '../services/ended-feed.js'
 
-const cursor = (description: string) => Type.String({ pattern: '^[0-9]{1,15}$', description, examples: ['1795428000250'] })
+const cursor = (description: string) => Type.String({ pattern: '^[0-9]{1,15}$', 'x-error-message': 'must be a whole number of at most 15 digits', description, examples: ['1795428000250'] })
 
 export const EndedSinceQuerySchema = Type.Object({
   since: Type.Optional(cursor('A cursor from an earlier answer (or an event id): the ends from about then on. Without it, every end that can still matter'))

@@ -5,6 +5,9 @@ import { uuid } from './id.js'
 
 export const USERNAME_PATTERN = '^[A-Za-z0-9_.-]+$'
 
+/** A scope token's rule in words (RFC 6749 section 3.3), for the schemas that take scopes. */
+export const SCOPE_TOKEN_RULE = 'must be 1 to 128 printable ASCII characters other than space, " and \\'
+
 /** The password policy in a sentence, for the document (services/password-policy.ts applies it). */
 export const PASSWORD_RULES = 'At least PASSWORD_MIN_LENGTH (default 8) and at most 128 characters of any Unicode, compared exactly; ' +
   'not a common or breached password, and not containing the username or the email address\'s local part'
@@ -13,7 +16,7 @@ export const PASSWORD_RULES = 'At least PASSWORD_MIN_LENGTH (default 8) and at m
 export const passwordField = (description = PASSWORD_RULES) => Type.String({ minLength: 8, maxLength: 128, description })
 
 export const RegisterBodySchema = Type.Object({
-  username: Type.String({ minLength: 3, maxLength: 32, pattern: USERNAME_PATTERN, description: '3-32 letters, digits, `_`, `.` or `-`; unique without regard to case', examples: ['alice'] }),
+  username: Type.String({ minLength: 3, maxLength: 32, pattern: USERNAME_PATTERN, 'x-error-message': 'must be 3 to 32 letters, digits, _, . or -', description: '3-32 letters, digits, `_`, `.` or `-`; unique without regard to case', examples: ['alice'] }),
   email: Type.String({ format: 'email', maxLength: 254, description: 'Unique without regard to case', examples: ['alice@example.com'] }),
   password: Type.String({ minLength: 8, maxLength: 128, description: PASSWORD_RULES, examples: ['correct horse battery staple'] })
 }, { title: 'RegisterRequest' })

@@ -7,7 +7,7 @@ import { PgTable } from 'drizzle-orm/pg-core'
 import postgres from 'postgres'
 import { MIGRATION_LOCK_KEY, openDatabase } from '../../src/db/client.js'
 import * as schema from '../../src/db/schema.js'
-import { eventually, listFiles, MIGRATE, REPO_ROOT, rowsOf, runToExit, sorted, tempDir, testDatabaseUrl } from '../helper.js'
+import { eventually, listFiles, MIGRATE, REPO_ROOT, rowsOf, runToExit, sorted, SPAWN_CWD, tempDir, testDatabaseUrl } from '../helper.js'
 
 const SCHEMA_FILE = join(REPO_ROOT, 'src', 'db', 'schema.ts')
 const DRIZZLE_KIT = join(REPO_ROOT, 'node_modules', '.bin', 'drizzle-kit')
@@ -139,7 +139,7 @@ test('npm run db:migrate: when run twice on a fresh database, then it applies th
   const databaseUrl = await testDatabaseUrl(t)
   const env: Record<string, string> = { PATH: process.env.PATH ?? '', DATA_DIR: dataDir, ...(databaseUrl !== undefined ? { DATABASE_URL: databaseUrl } : {}) }
   for (let run = 1; run <= 2; run++) {
-    const { code, output } = await runToExit(spawn(process.execPath, ['--import', 'tsx', MIGRATE], { env, stdio: ['ignore', 'pipe', 'pipe'] }))
+    const { code, output } = await runToExit(spawn(process.execPath, ['--import', 'tsx', MIGRATE], { cwd: SPAWN_CWD, env, stdio: ['ignore', 'pipe', 'pipe'] }))
     t.equal(code, 0, `run ${run}: ${output}`)
     t.match(output, /migrations applied/)
   }

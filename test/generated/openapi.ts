@@ -372,7 +372,7 @@ export interface paths {
         put?: never;
         /**
          * Get tokens: OAuth2 password grant, refresh-token rotation, or client credentials
-         * @description RFC 6749 sections 4.3, 4.4 and 6. Send `application/x-www-form-urlencoded` (as OAuth2 clients do) or JSON with the same fields. Each password login opens a session; each refresh retires the refresh token it was given. After LOGIN_THROTTLE_MAX_FAILURES failed logins of one account (known or not) within the window, its password logins are answered 429 with a growing Retry-After, unchecked, except from an address it logged in from recently. `client_credentials` (a registered service client) needs client authentication: HTTP Basic, or `client_id` and `client_secret` in the body; it answers no refresh token; a wrong or unknown client is 401 `invalid_client`. The password and refresh grants accept and ignore HTTP Basic and `client_id`.
+         * @description RFC 6749 sections 4.3, 4.4 and 6. Send `application/x-www-form-urlencoded` (as OAuth2 clients do), JSON, or `multipart/form-data` (a browser's FormData; fields only, no files) with the same fields. Each password login opens a session; each refresh retires the refresh token it was given. Refreshes are rate-limited apart from the other grants (RATE_LIMIT_REFRESH_MAX against RATE_LIMIT_TOKEN_MAX per window and address). After LOGIN_THROTTLE_MAX_FAILURES failed logins of one account (known or not) within the window, its password logins are answered 429 with a growing Retry-After, unchecked, except from an address it logged in from recently. `client_credentials` (a registered service client) needs client authentication: HTTP Basic, or `client_id` and `client_secret` in the body; it answers no refresh token; a wrong or unknown client is 401 `invalid_client`. The password and refresh grants accept and ignore HTTP Basic and `client_id`.
          */
         post: operations["createToken"];
         delete?: never;
@@ -608,11 +608,11 @@ export interface components {
             code: string;
             /** @description What went wrong, in words a person can read */
             detail: string;
-            /** @description Present on validation errors: one entry per refused input */
+            /** @description Present on validation errors (`validation_error`): every refused input at once, one entry each, in plain words */
             errors?: {
                 /** @description The input that was refused, as a dotted path (for example `username`) */
                 field: string;
-                /** @description Why it was refused */
+                /** @description Why it was refused, in plain words (for example `must be at least 8 characters`) */
                 message: string;
             }[];
             status: number;
@@ -977,7 +977,7 @@ export interface operations {
                     }[];
                 };
             };
-            /** @description Missing, invalid or expired access token, or its session has ended */
+            /** @description Missing (`not_authenticated`), invalid (`invalid_token`) or expired (`token_expired`: refresh and retry) access token, or its session has ended (`invalid_token`) */
             401: {
                 headers: {
                     /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
@@ -1123,7 +1123,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description The request is malformed or an input is invalid */
+            /** @description The request is malformed, or inputs are invalid (`validation_error`: every one listed in `errors`) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1134,12 +1134,16 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Bad Request",
                      *       "status": 400,
-                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "detail": "username: must be 3 to 32 letters, digits, _, . or -; email: must be an email address",
                      *       "code": "validation_error",
                      *       "errors": [
                      *         {
                      *           "field": "username",
-                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *           "message": "must be 3 to 32 letters, digits, _, . or -"
+                     *         },
+                     *         {
+                     *           "field": "email",
+                     *           "message": "must be an email address"
                      *         }
                      *       ]
                      *     }
@@ -1147,7 +1151,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired access token, or its session has ended */
+            /** @description Missing (`not_authenticated`), invalid (`invalid_token`) or expired (`token_expired`: refresh and retry) access token, or its session has ended (`invalid_token`) */
             401: {
                 headers: {
                     /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
@@ -1301,7 +1305,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The request is malformed or an input is invalid */
+            /** @description The request is malformed, or inputs are invalid (`validation_error`: every one listed in `errors`) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1312,12 +1316,16 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Bad Request",
                      *       "status": 400,
-                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "detail": "username: must be 3 to 32 letters, digits, _, . or -; email: must be an email address",
                      *       "code": "validation_error",
                      *       "errors": [
                      *         {
                      *           "field": "username",
-                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *           "message": "must be 3 to 32 letters, digits, _, . or -"
+                     *         },
+                     *         {
+                     *           "field": "email",
+                     *           "message": "must be an email address"
                      *         }
                      *       ]
                      *     }
@@ -1325,7 +1333,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired access token, or its session has ended */
+            /** @description Missing (`not_authenticated`), invalid (`invalid_token`) or expired (`token_expired`: refresh and retry) access token, or its session has ended (`invalid_token`) */
             401: {
                 headers: {
                     /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
@@ -1506,7 +1514,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description The request is malformed or an input is invalid */
+            /** @description The request is malformed, or inputs are invalid (`validation_error`: every one listed in `errors`) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1517,12 +1525,16 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Bad Request",
                      *       "status": 400,
-                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "detail": "username: must be 3 to 32 letters, digits, _, . or -; email: must be an email address",
                      *       "code": "validation_error",
                      *       "errors": [
                      *         {
                      *           "field": "username",
-                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *           "message": "must be 3 to 32 letters, digits, _, . or -"
+                     *         },
+                     *         {
+                     *           "field": "email",
+                     *           "message": "must be an email address"
                      *         }
                      *       ]
                      *     }
@@ -1530,7 +1542,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired access token, or its session has ended */
+            /** @description Missing (`not_authenticated`), invalid (`invalid_token`) or expired (`token_expired`: refresh and retry) access token, or its session has ended (`invalid_token`) */
             401: {
                 headers: {
                     /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
@@ -1716,7 +1728,7 @@ export interface operations {
                     "application/json": components["schemas"]["Role"][];
                 };
             };
-            /** @description Missing, invalid or expired access token, or its session has ended */
+            /** @description Missing (`not_authenticated`), invalid (`invalid_token`) or expired (`token_expired`: refresh and retry) access token, or its session has ended (`invalid_token`) */
             401: {
                 headers: {
                     /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
@@ -1853,7 +1865,7 @@ export interface operations {
                     "application/json": components["schemas"]["Role"];
                 };
             };
-            /** @description The request is malformed or an input is invalid */
+            /** @description The request is malformed, or inputs are invalid (`validation_error`: every one listed in `errors`) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -1864,12 +1876,16 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Bad Request",
                      *       "status": 400,
-                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "detail": "username: must be 3 to 32 letters, digits, _, . or -; email: must be an email address",
                      *       "code": "validation_error",
                      *       "errors": [
                      *         {
                      *           "field": "username",
-                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *           "message": "must be 3 to 32 letters, digits, _, . or -"
+                     *         },
+                     *         {
+                     *           "field": "email",
+                     *           "message": "must be an email address"
                      *         }
                      *       ]
                      *     }
@@ -1877,7 +1893,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired access token, or its session has ended */
+            /** @description Missing (`not_authenticated`), invalid (`invalid_token`) or expired (`token_expired`: refresh and retry) access token, or its session has ended (`invalid_token`) */
             401: {
                 headers: {
                     /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
@@ -2049,7 +2065,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The request is malformed or an input is invalid */
+            /** @description The request is malformed, or inputs are invalid (`validation_error`: every one listed in `errors`) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2060,12 +2076,16 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Bad Request",
                      *       "status": 400,
-                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "detail": "username: must be 3 to 32 letters, digits, _, . or -; email: must be an email address",
                      *       "code": "validation_error",
                      *       "errors": [
                      *         {
                      *           "field": "username",
-                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *           "message": "must be 3 to 32 letters, digits, _, . or -"
+                     *         },
+                     *         {
+                     *           "field": "email",
+                     *           "message": "must be an email address"
                      *         }
                      *       ]
                      *     }
@@ -2073,7 +2093,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired access token, or its session has ended */
+            /** @description Missing (`not_authenticated`), invalid (`invalid_token`) or expired (`token_expired`: refresh and retry) access token, or its session has ended (`invalid_token`) */
             401: {
                 headers: {
                     /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
@@ -2292,7 +2312,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description The request is malformed or an input is invalid */
+            /** @description The request is malformed, or inputs are invalid (`validation_error`: every one listed in `errors`) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2303,12 +2323,16 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Bad Request",
                      *       "status": 400,
-                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "detail": "username: must be 3 to 32 letters, digits, _, . or -; email: must be an email address",
                      *       "code": "validation_error",
                      *       "errors": [
                      *         {
                      *           "field": "username",
-                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *           "message": "must be 3 to 32 letters, digits, _, . or -"
+                     *         },
+                     *         {
+                     *           "field": "email",
+                     *           "message": "must be an email address"
                      *         }
                      *       ]
                      *     }
@@ -2316,7 +2340,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired access token, or its session has ended */
+            /** @description Missing (`not_authenticated`), invalid (`invalid_token`) or expired (`token_expired`: refresh and retry) access token, or its session has ended (`invalid_token`) */
             401: {
                 headers: {
                     /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
@@ -2457,7 +2481,7 @@ export interface operations {
                     "application/json": components["schemas"]["AdminUser"];
                 };
             };
-            /** @description The request is malformed or an input is invalid */
+            /** @description The request is malformed, or inputs are invalid (`validation_error`: every one listed in `errors`) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2468,12 +2492,16 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Bad Request",
                      *       "status": 400,
-                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "detail": "username: must be 3 to 32 letters, digits, _, . or -; email: must be an email address",
                      *       "code": "validation_error",
                      *       "errors": [
                      *         {
                      *           "field": "username",
-                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *           "message": "must be 3 to 32 letters, digits, _, . or -"
+                     *         },
+                     *         {
+                     *           "field": "email",
+                     *           "message": "must be an email address"
                      *         }
                      *       ]
                      *     }
@@ -2481,7 +2509,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired access token, or its session has ended */
+            /** @description Missing (`not_authenticated`), invalid (`invalid_token`) or expired (`token_expired`: refresh and retry) access token, or its session has ended (`invalid_token`) */
             401: {
                 headers: {
                     /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
@@ -2655,7 +2683,7 @@ export interface operations {
                     "application/json": components["schemas"]["AdminUser"];
                 };
             };
-            /** @description The request is malformed or an input is invalid */
+            /** @description The request is malformed, or inputs are invalid (`validation_error`: every one listed in `errors`) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2666,12 +2694,16 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Bad Request",
                      *       "status": 400,
-                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "detail": "username: must be 3 to 32 letters, digits, _, . or -; email: must be an email address",
                      *       "code": "validation_error",
                      *       "errors": [
                      *         {
                      *           "field": "username",
-                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *           "message": "must be 3 to 32 letters, digits, _, . or -"
+                     *         },
+                     *         {
+                     *           "field": "email",
+                     *           "message": "must be an email address"
                      *         }
                      *       ]
                      *     }
@@ -2679,7 +2711,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired access token, or its session has ended */
+            /** @description Missing (`not_authenticated`), invalid (`invalid_token`) or expired (`token_expired`: refresh and retry) access token, or its session has ended (`invalid_token`) */
             401: {
                 headers: {
                     /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
@@ -2815,7 +2847,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The request is malformed or an input is invalid */
+            /** @description The request is malformed, or inputs are invalid (`validation_error`: every one listed in `errors`) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -2826,12 +2858,16 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Bad Request",
                      *       "status": 400,
-                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "detail": "username: must be 3 to 32 letters, digits, _, . or -; email: must be an email address",
                      *       "code": "validation_error",
                      *       "errors": [
                      *         {
                      *           "field": "username",
-                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *           "message": "must be 3 to 32 letters, digits, _, . or -"
+                     *         },
+                     *         {
+                     *           "field": "email",
+                     *           "message": "must be an email address"
                      *         }
                      *       ]
                      *     }
@@ -2839,7 +2875,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired access token, or its session has ended */
+            /** @description Missing (`not_authenticated`), invalid (`invalid_token`) or expired (`token_expired`: refresh and retry) access token, or its session has ended (`invalid_token`) */
             401: {
                 headers: {
                     /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
@@ -3049,7 +3085,7 @@ export interface operations {
                     "application/json": components["schemas"]["AdminUser"];
                 };
             };
-            /** @description The request is malformed or an input is invalid */
+            /** @description The request is malformed, or inputs are invalid (`validation_error`: every one listed in `errors`) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3060,12 +3096,16 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Bad Request",
                      *       "status": 400,
-                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "detail": "username: must be 3 to 32 letters, digits, _, . or -; email: must be an email address",
                      *       "code": "validation_error",
                      *       "errors": [
                      *         {
                      *           "field": "username",
-                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *           "message": "must be 3 to 32 letters, digits, _, . or -"
+                     *         },
+                     *         {
+                     *           "field": "email",
+                     *           "message": "must be an email address"
                      *         }
                      *       ]
                      *     }
@@ -3073,7 +3113,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired access token, or its session has ended */
+            /** @description Missing (`not_authenticated`), invalid (`invalid_token`) or expired (`token_expired`: refresh and retry) access token, or its session has ended (`invalid_token`) */
             401: {
                 headers: {
                     /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
@@ -3278,7 +3318,7 @@ export interface operations {
                     "application/json": components["schemas"]["Session"][];
                 };
             };
-            /** @description The request is malformed or an input is invalid */
+            /** @description The request is malformed, or inputs are invalid (`validation_error`: every one listed in `errors`) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3289,12 +3329,16 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Bad Request",
                      *       "status": 400,
-                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "detail": "username: must be 3 to 32 letters, digits, _, . or -; email: must be an email address",
                      *       "code": "validation_error",
                      *       "errors": [
                      *         {
                      *           "field": "username",
-                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *           "message": "must be 3 to 32 letters, digits, _, . or -"
+                     *         },
+                     *         {
+                     *           "field": "email",
+                     *           "message": "must be an email address"
                      *         }
                      *       ]
                      *     }
@@ -3302,7 +3346,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired access token, or its session has ended */
+            /** @description Missing (`not_authenticated`), invalid (`invalid_token`) or expired (`token_expired`: refresh and retry) access token, or its session has ended (`invalid_token`) */
             401: {
                 headers: {
                     /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
@@ -3438,7 +3482,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The request is malformed or an input is invalid */
+            /** @description The request is malformed, or inputs are invalid (`validation_error`: every one listed in `errors`) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3449,12 +3493,16 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Bad Request",
                      *       "status": 400,
-                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "detail": "username: must be 3 to 32 letters, digits, _, . or -; email: must be an email address",
                      *       "code": "validation_error",
                      *       "errors": [
                      *         {
                      *           "field": "username",
-                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *           "message": "must be 3 to 32 letters, digits, _, . or -"
+                     *         },
+                     *         {
+                     *           "field": "email",
+                     *           "message": "must be an email address"
                      *         }
                      *       ]
                      *     }
@@ -3462,7 +3510,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired access token, or its session has ended */
+            /** @description Missing (`not_authenticated`), invalid (`invalid_token`) or expired (`token_expired`: refresh and retry) access token, or its session has ended (`invalid_token`) */
             401: {
                 headers: {
                     /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
@@ -3639,7 +3687,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The request is malformed or an input is invalid */
+            /** @description The request is malformed, or inputs are invalid (`validation_error`: every one listed in `errors`) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3650,12 +3698,16 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Bad Request",
                      *       "status": 400,
-                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "detail": "username: must be 3 to 32 letters, digits, _, . or -; email: must be an email address",
                      *       "code": "validation_error",
                      *       "errors": [
                      *         {
                      *           "field": "username",
-                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *           "message": "must be 3 to 32 letters, digits, _, . or -"
+                     *         },
+                     *         {
+                     *           "field": "email",
+                     *           "message": "must be an email address"
                      *         }
                      *       ]
                      *     }
@@ -3777,7 +3829,7 @@ export interface operations {
                     "application/json": components["schemas"]["Accepted"];
                 };
             };
-            /** @description The request is malformed or an input is invalid */
+            /** @description The request is malformed, or inputs are invalid (`validation_error`: every one listed in `errors`) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -3788,12 +3840,16 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Bad Request",
                      *       "status": 400,
-                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "detail": "username: must be 3 to 32 letters, digits, _, . or -; email: must be an email address",
                      *       "code": "validation_error",
                      *       "errors": [
                      *         {
                      *           "field": "username",
-                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *           "message": "must be 3 to 32 letters, digits, _, . or -"
+                     *         },
+                     *         {
+                     *           "field": "email",
+                     *           "message": "must be an email address"
                      *         }
                      *       ]
                      *     }
@@ -3801,7 +3857,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired access token, or its session has ended */
+            /** @description Missing (`not_authenticated`), invalid (`invalid_token`) or expired (`token_expired`: refresh and retry) access token, or its session has ended (`invalid_token`) */
             401: {
                 headers: {
                     /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
@@ -4108,7 +4164,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The request is malformed or an input is invalid */
+            /** @description The request is malformed, or inputs are invalid (`validation_error`: every one listed in `errors`) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4119,12 +4175,16 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Bad Request",
                      *       "status": 400,
-                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "detail": "username: must be 3 to 32 letters, digits, _, . or -; email: must be an email address",
                      *       "code": "validation_error",
                      *       "errors": [
                      *         {
                      *           "field": "username",
-                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *           "message": "must be 3 to 32 letters, digits, _, . or -"
+                     *         },
+                     *         {
+                     *           "field": "email",
+                     *           "message": "must be an email address"
                      *         }
                      *       ]
                      *     }
@@ -4132,7 +4192,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired access token, or its session has ended */
+            /** @description Missing (`not_authenticated`), invalid (`invalid_token`) or expired (`token_expired`: refresh and retry) access token, or its session has ended (`invalid_token`) */
             401: {
                 headers: {
                     /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
@@ -4277,7 +4337,7 @@ export interface operations {
                     "application/json": components["schemas"]["Accepted"];
                 };
             };
-            /** @description The request is malformed or an input is invalid */
+            /** @description The request is malformed, or inputs are invalid (`validation_error`: every one listed in `errors`) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4288,12 +4348,16 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Bad Request",
                      *       "status": 400,
-                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "detail": "username: must be 3 to 32 letters, digits, _, . or -; email: must be an email address",
                      *       "code": "validation_error",
                      *       "errors": [
                      *         {
                      *           "field": "username",
-                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *           "message": "must be 3 to 32 letters, digits, _, . or -"
+                     *         },
+                     *         {
+                     *           "field": "email",
+                     *           "message": "must be an email address"
                      *         }
                      *       ]
                      *     }
@@ -4422,7 +4486,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The request is malformed or an input is invalid */
+            /** @description The request is malformed, or inputs are invalid (`validation_error`: every one listed in `errors`) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4433,12 +4497,16 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Bad Request",
                      *       "status": 400,
-                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "detail": "username: must be 3 to 32 letters, digits, _, . or -; email: must be an email address",
                      *       "code": "validation_error",
                      *       "errors": [
                      *         {
                      *           "field": "username",
-                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *           "message": "must be 3 to 32 letters, digits, _, . or -"
+                     *         },
+                     *         {
+                     *           "field": "email",
+                     *           "message": "must be an email address"
                      *         }
                      *       ]
                      *     }
@@ -4581,7 +4649,7 @@ export interface operations {
                     "application/json": components["schemas"]["User"];
                 };
             };
-            /** @description The request is malformed or an input is invalid */
+            /** @description The request is malformed, or inputs are invalid (`validation_error`: every one listed in `errors`) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4592,12 +4660,16 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Bad Request",
                      *       "status": 400,
-                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "detail": "username: must be 3 to 32 letters, digits, _, . or -; email: must be an email address",
                      *       "code": "validation_error",
                      *       "errors": [
                      *         {
                      *           "field": "username",
-                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *           "message": "must be 3 to 32 letters, digits, _, . or -"
+                     *         },
+                     *         {
+                     *           "field": "email",
+                     *           "message": "must be an email address"
                      *         }
                      *       ]
                      *     }
@@ -4912,6 +4984,31 @@ export interface operations {
                      */
                     username?: string;
                 };
+                "multipart/form-data": {
+                    /** @description With `client_credentials`: the client, when it authenticates with `client_secret_post` instead of HTTP Basic. Ignored by the other grants */
+                    client_id?: string;
+                    /** @description With `client_credentials` and `client_secret_post`: the client's secret. Ignored by the other grants */
+                    client_secret?: string;
+                    /**
+                     * @description `password` (the default), `refresh_token` or `client_credentials`
+                     * @example password
+                     */
+                    grant_type?: string;
+                    /** @example correct horse battery staple */
+                    password?: string;
+                    /** @description With `grant_type=refresh_token`: the refresh token to rotate */
+                    refresh_token?: string;
+                    /**
+                     * @description Space-delimited scopes (RFC 6749 section 3.3). Omitted or empty: every scope the user's roles grant (a client: every scope it was registered with). On a refresh: a subset of the session's scopes
+                     * @example users:read
+                     */
+                    scope?: string;
+                    /**
+                     * @description Username or email address
+                     * @example alice
+                     */
+                    username?: string;
+                };
             };
         };
         responses: {
@@ -5164,7 +5261,7 @@ export interface operations {
                     };
                 };
             };
-            /** @description The request is malformed or an input is invalid */
+            /** @description The request is malformed, or inputs are invalid (`validation_error`: every one listed in `errors`) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5175,12 +5272,16 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Bad Request",
                      *       "status": 400,
-                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "detail": "username: must be 3 to 32 letters, digits, _, . or -; email: must be an email address",
                      *       "code": "validation_error",
                      *       "errors": [
                      *         {
                      *           "field": "username",
-                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *           "message": "must be 3 to 32 letters, digits, _, . or -"
+                     *         },
+                     *         {
+                     *           "field": "email",
+                     *           "message": "must be an email address"
                      *         }
                      *       ]
                      *     }
@@ -5188,7 +5289,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired access token, or its session has ended */
+            /** @description Missing (`not_authenticated`), invalid (`invalid_token`) or expired (`token_expired`: refresh and retry) access token, or its session has ended (`invalid_token`) */
             401: {
                 headers: {
                     /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
@@ -5332,7 +5433,7 @@ export interface operations {
                     "text/event-stream": string;
                 };
             };
-            /** @description The request is malformed or an input is invalid */
+            /** @description The request is malformed, or inputs are invalid (`validation_error`: every one listed in `errors`) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5343,12 +5444,16 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Bad Request",
                      *       "status": 400,
-                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "detail": "username: must be 3 to 32 letters, digits, _, . or -; email: must be an email address",
                      *       "code": "validation_error",
                      *       "errors": [
                      *         {
                      *           "field": "username",
-                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *           "message": "must be 3 to 32 letters, digits, _, . or -"
+                     *         },
+                     *         {
+                     *           "field": "email",
+                     *           "message": "must be an email address"
                      *         }
                      *       ]
                      *     }
@@ -5356,7 +5461,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired access token, or its session has ended */
+            /** @description Missing (`not_authenticated`), invalid (`invalid_token`) or expired (`token_expired`: refresh and retry) access token, or its session has ended (`invalid_token`) */
             401: {
                 headers: {
                     /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
@@ -5474,7 +5579,7 @@ export interface operations {
                     "application/json": components["schemas"]["User"];
                 };
             };
-            /** @description Missing, invalid or expired access token, or its session has ended */
+            /** @description Missing (`not_authenticated`), invalid (`invalid_token`) or expired (`token_expired`: refresh and retry) access token, or its session has ended (`invalid_token`) */
             401: {
                 headers: {
                     /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
@@ -5576,7 +5681,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The request is malformed or an input is invalid */
+            /** @description The request is malformed, or inputs are invalid (`validation_error`: every one listed in `errors`) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5587,12 +5692,16 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Bad Request",
                      *       "status": 400,
-                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "detail": "username: must be 3 to 32 letters, digits, _, . or -; email: must be an email address",
                      *       "code": "validation_error",
                      *       "errors": [
                      *         {
                      *           "field": "username",
-                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *           "message": "must be 3 to 32 letters, digits, _, . or -"
+                     *         },
+                     *         {
+                     *           "field": "email",
+                     *           "message": "must be an email address"
                      *         }
                      *       ]
                      *     }
@@ -5600,7 +5709,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired access token, or its session has ended */
+            /** @description Missing (`not_authenticated`), invalid (`invalid_token`) or expired (`token_expired`: refresh and retry) access token, or its session has ended (`invalid_token`) */
             401: {
                 headers: {
                     /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
@@ -5758,7 +5867,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The request is malformed or an input is invalid */
+            /** @description The request is malformed, or inputs are invalid (`validation_error`: every one listed in `errors`) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -5769,12 +5878,16 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Bad Request",
                      *       "status": 400,
-                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "detail": "username: must be 3 to 32 letters, digits, _, . or -; email: must be an email address",
                      *       "code": "validation_error",
                      *       "errors": [
                      *         {
                      *           "field": "username",
-                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *           "message": "must be 3 to 32 letters, digits, _, . or -"
+                     *         },
+                     *         {
+                     *           "field": "email",
+                     *           "message": "must be an email address"
                      *         }
                      *       ]
                      *     }
@@ -5782,7 +5895,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired access token, or its session has ended */
+            /** @description Missing (`not_authenticated`), invalid (`invalid_token`) or expired (`token_expired`: refresh and retry) access token, or its session has ended (`invalid_token`) */
             401: {
                 headers: {
                     /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
@@ -5929,7 +6042,7 @@ export interface operations {
                     "application/json": components["schemas"]["Session"][];
                 };
             };
-            /** @description Missing, invalid or expired access token, or its session has ended */
+            /** @description Missing (`not_authenticated`), invalid (`invalid_token`) or expired (`token_expired`: refresh and retry) access token, or its session has ended (`invalid_token`) */
             401: {
                 headers: {
                     /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
@@ -6025,7 +6138,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The request is malformed or an input is invalid */
+            /** @description The request is malformed, or inputs are invalid (`validation_error`: every one listed in `errors`) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6036,12 +6149,16 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Bad Request",
                      *       "status": 400,
-                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "detail": "username: must be 3 to 32 letters, digits, _, . or -; email: must be an email address",
                      *       "code": "validation_error",
                      *       "errors": [
                      *         {
                      *           "field": "username",
-                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *           "message": "must be 3 to 32 letters, digits, _, . or -"
+                     *         },
+                     *         {
+                     *           "field": "email",
+                     *           "message": "must be an email address"
                      *         }
                      *       ]
                      *     }
@@ -6049,7 +6166,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired access token, or its session has ended */
+            /** @description Missing (`not_authenticated`), invalid (`invalid_token`) or expired (`token_expired`: refresh and retry) access token, or its session has ended (`invalid_token`) */
             401: {
                 headers: {
                     /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */
@@ -6183,7 +6300,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description The request is malformed or an input is invalid */
+            /** @description The request is malformed, or inputs are invalid (`validation_error`: every one listed in `errors`) */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -6194,12 +6311,16 @@ export interface operations {
                      *       "type": "about:blank",
                      *       "title": "Bad Request",
                      *       "status": 400,
-                     *       "detail": "username must match pattern \"^[A-Za-z0-9_.-]+$\"",
+                     *       "detail": "username: must be 3 to 32 letters, digits, _, . or -; email: must be an email address",
                      *       "code": "validation_error",
                      *       "errors": [
                      *         {
                      *           "field": "username",
-                     *           "message": "must match pattern \"^[A-Za-z0-9_.-]+$\""
+                     *           "message": "must be 3 to 32 letters, digits, _, . or -"
+                     *         },
+                     *         {
+                     *           "field": "email",
+                     *           "message": "must be an email address"
                      *         }
                      *       ]
                      *     }
@@ -6207,7 +6328,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Missing, invalid or expired access token, or its session has ended */
+            /** @description Missing (`not_authenticated`), invalid (`invalid_token`) or expired (`token_expired`: refresh and retry) access token, or its session has ended (`invalid_token`) */
             401: {
                 headers: {
                     /** @description `Bearer`, with `error="invalid_token"` and a description when a token was sent (RFC 6750 section 3) */

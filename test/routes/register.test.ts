@@ -50,17 +50,17 @@ test('POST /auth/register: when forty registrations of one username race, then o
 })
 
 const invalid: Array<[string, Record<string, unknown>, string, RegExp]> = [
-  ['the username is too short', { username: 'ab' }, 'username', /fewer than 3/],
-  ['the username is too long', { username: 'a'.repeat(33) }, 'username', /more than 32/],
-  ['the username has a space', { username: 'bad name' }, 'username', /pattern/],
-  ['the username has an @', { username: 'bad@name' }, 'username', /pattern/],
-  ['the username is a number', { username: 12345 }, 'username', /string/],
-  ['the email is not an email', { email: 'not-an-email' }, 'email', /email/],
-  ['the email is longer than 254', { email: `${'a'.repeat(250)}@example.com` }, 'email', /more than 254/],
-  ['the password is shorter than 8', { password: 'short' }, 'password', /fewer than 8/],
-  ['the password is longer than 128', { password: 'p'.repeat(129) }, 'password', /more than 128/],
-  ['the password is missing', { password: undefined }, 'password', /required/],
-  ['the password is not a string', { password: 12345678 }, 'password', /string/],
+  ['the username is too short', { username: 'ab' }, 'username', /^must be 3 to 32 letters, digits, _, \. or -$/],
+  ['the username is too long', { username: 'a'.repeat(33) }, 'username', /^must be 3 to 32 letters/],
+  ['the username has a space', { username: 'bad name' }, 'username', /^must be 3 to 32 letters/],
+  ['the username has an @', { username: 'bad@name' }, 'username', /^must be 3 to 32 letters/],
+  ['the username is a number', { username: 12345 }, 'username', /^must be a string$/],
+  ['the email is not an email', { email: 'not-an-email' }, 'email', /^must be an email address$/],
+  ['the email is longer than 254', { email: `${'a'.repeat(250)}@example.com` }, 'email', /^must be at most 254 characters$/],
+  ['the password is shorter than 8', { password: 'short' }, 'password', /^must be at least 8 characters$/],
+  ['the password is longer than 128', { password: 'p'.repeat(129) }, 'password', /^must be at most 128 characters$/],
+  ['the password is missing', { password: undefined }, 'password', /^is required$/],
+  ['the password is not a string', { password: 12345678 }, 'password', /^must be a string$/],
   ['the password has a lone surrogate', { password: 'abcdefgh\ud800' }, 'password', /well-formed/]
 ]
 
@@ -77,7 +77,8 @@ for (const [when, change, field, reason] of invalid) {
     t.equal(problem.code, 'validation_error')
     t.equal(problem.errors[0].field, field)
     t.match(problem.errors[0].message, reason)
-    t.match(problem.detail, new RegExp(`^${field} `))
+    t.same(problem.errors.map((e: { field: string }) => e.field), [field], 'only the field that is wrong')
+    t.match(problem.detail, new RegExp(`^${field}: `))
   })
 }
 

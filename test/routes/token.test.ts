@@ -179,5 +179,5 @@ test('POST /auth/token and /auth/revoke: when no body is sent at all, then 400 i
   t.same((await app.inject({ method: 'POST', url: '/auth/revoke' })).json(), { error: 'invalid_request', error_description: 'token is required' })
   const jsonNull = await app.inject({ method: 'POST', url: '/auth/token', headers: { 'content-type': 'application/json' }, payload: 'null' })
   t.equal(jsonNull.statusCode, 400)
-  t.same(jsonNull.json(), { error: 'invalid_request', error_description: 'body must be object' })
+  t.same(jsonNull.json(), { error: 'invalid_request', error_description: 'body: must be an object' })
 })

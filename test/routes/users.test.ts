@@ -87,12 +87,12 @@ test('GET /users/me: when the Authorization scheme is not Bearer, then 401 not_a
   }
 })
 
-test('GET /users/me: when the token has expired, then 401 invalid_token "Token has expired"', async (t) => {
+test('GET /users/me: when the token has expired, then 401 token_expired under an invalid_token challenge', async (t) => {
   const app = await build(t)
   const user = await register(app)
   const now = Math.floor(Date.now() / 1000)
   const token = forgeToken(VALID_HEADER, claims(user.id, { iat: now - 1000, exp: now - 100 }))
-  assertUnauthorized(t, await app.inject(meRequest(`Bearer ${token}`)), { challenge: EXPIRED_CHALLENGE, detail: 'Token has expired' })
+  assertUnauthorized(t, await app.inject(meRequest(`Bearer ${token}`)), { challenge: EXPIRED_CHALLENGE, detail: 'Token has expired', code: 'token_expired' })
 })
 
 test('GET /users/me: when the token is valid but its user was deleted (in SQL), then 401 invalid_token: its sessions announced as ended, or the user cache let go', async (t) => {

@@ -69,8 +69,8 @@ test('tokens: when a remembered token passes its exp, then it is refused as expi
   const realNow = Date.now
   t.teardown(() => { Date.now = realNow })
   Date.now = () => claims.exp * 1000 + 1
-  t.match(problemOf(() => tokens.verify(header)), { status: 401, code: 'invalid_token', detail: 'Token has expired' })
-  t.match(problemOf(() => tokens.verify(header)), { status: 401, code: 'invalid_token', detail: 'Token has expired' }, 'and again, by the signature check')
+  t.match(problemOf(() => tokens.verify(header)), { status: 401, code: 'token_expired', detail: 'Token has expired' })
+  t.match(problemOf(() => tokens.verify(header)), { status: 401, code: 'token_expired', detail: 'Token has expired' }, 'and again, by the signature check')
 })
 
 test('tokens: when more headers verify than the cache holds, then the oldest is verified anew', async (t) => {
@@ -113,7 +113,7 @@ test('tokens: when a token is forged, expired, of another key, kid or type, or n
     t.match(problemOf(() => tokens.verify(`Bearer ${token}`)), { status: 401, code: 'invalid_token' }, name)
   }
   const expired = forgeToken(VALID_HEADER, { ...claims, iat: now - 1000, exp: now - 100 })
-  t.match(problemOf(() => tokens.verify(`Bearer ${expired}`)), { status: 401, code: 'invalid_token', detail: 'Token has expired' })
+  t.match(problemOf(() => tokens.verify(`Bearer ${expired}`)), { status: 401, code: 'token_expired', detail: 'Token has expired' })
 })
 
 test('tokens: when a ring has a new signing key and the old one verifies, then tokens of both verify and each is routed by kid', async (t) => {

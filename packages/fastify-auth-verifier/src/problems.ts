@@ -10,9 +10,9 @@ export interface Problem {
 }
 
 // RFC 6750 section 3: a request without credentials gets a bare challenge, a bad token an error code.
-const invalidToken = (detail: string): Problem => ({
+const invalidToken = (detail: string, code = 'invalid_token'): Problem => ({
   status: 401,
-  code: 'invalid_token',
+  code,
   detail,
   headers: { 'www-authenticate': `Bearer error="invalid_token", error_description="${detail}"` }
 })
@@ -22,7 +22,8 @@ export const RETRY_AFTER_SECONDS = 5
 export const Problems = {
   notAuthenticated: (): Problem => ({ status: 401, code: 'not_authenticated', detail: 'Not authenticated', headers: { 'www-authenticate': 'Bearer' } }),
   invalidToken: (): Problem => invalidToken('Could not validate credentials'),
-  tokenExpired: (): Problem => invalidToken('Token has expired'),
+  // A code of its own (a client refreshes), under RFC 6750's invalid_token challenge.
+  tokenExpired: (): Problem => invalidToken('Token has expired', 'token_expired'),
   sessionEnded: (): Problem => invalidToken('Session has ended'),
   // RFC 6750 section 3.1.
   insufficientScope: (scopes: readonly string[]): Problem => ({

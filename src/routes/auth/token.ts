@@ -1,8 +1,10 @@
 import formbody from '@fastify/formbody'
+import multipart from '@fastify/multipart'
+import { normalizeIP } from '@fastify/rate-limit'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type } from '@sinclair/typebox'
-import { clientGone, OAuthErrors, type FastifyLikeError } from '../../errors.js'
+import { clientGone, OAuthError, OAuthErrors, type FastifyLikeError } from '../../errors.js'
 import { isDatabaseUnavailable } from '../../db/availability.js'
 import { logFailure } from '../../plugins/error-handler.js'
 import {
@@ -58,12 +60,68 @@ function whileClientWaits (reply: FastifyReply): { signal: AbortSignal, done: ()
 // The media types the token endpoints take, in the order the document lists them.
 const FORM_OR_JSON = ['application/x-www-form-urlencoded', 'application/json']
 
+// Form fields only, as few as the token request has (and some to spare), none longer than a whole urlencoded body.
+const multipartLimits = (bodyLimit: number) => ({ files: 0, fields: 16, parts: 16, fieldNameSize: 64, fieldSize: bodyLimit, headerPairs: 8 })
+
+const REFRESH_KEY_PREFIX = 'refresh:'
+
+/**
+ * The fields of a multipart/form-data token request (a browser's FormData), as formbody makes those of a form: a
+ * repeated field is a list, refused by validation like a repeated form field. Every way such a body can be wrong
+ * (a file, too many or too long fields, a truncated or malformed body) is a 400 or 413, never a 500 or a wait.
+ */
+async function multipartFields (request: FastifyRequest, bodyLimit: number): Promise<Record<string, unknown>> {
+  if (Number(request.headers['content-length']) > bodyLimit) throw OAuthErrors.payloadTooLarge(bodyLimit)
+  const parts = request.parts()
+  // A chunked body has no length to check up front: counted as it arrives, and cut off past the limit.
+  const tooLarge = OAuthErrors.payloadTooLarge(bodyLimit)
+  let received = 0
+  const count = (chunk: Buffer): void => {
+    received += chunk.length
+    if (received > bodyLimit) request.raw.destroy(tooLarge)
+  }
+  request.raw.on('data', count)
+  const fields: Record<string, unknown> = {}
+  try {
+    for await (const part of parts) {
+      if (part.type === 'file') throw OAuthErrors.invalidRequest('multipart/form-data takes form fields only, not files')
+      if (part.fieldnameTruncated || part.valueTruncated) throw tooLarge
+      const previous = fields[part.fieldname]
+      fields[part.fieldname] = previous === undefined ? part.value : [previous, part.value].flat()
+    }
+  } catch (error) {
+    if (error instanceof OAuthError) throw error
+    switch ((error as { code?: string }).code) {
+      case 'FST_FILES_LIMIT': throw OAuthErrors.invalidRequest('multipart/form-data takes form fields only, not files')
+      case 'FST_FIELDS_LIMIT':
+      case 'FST_PARTS_LIMIT': throw OAuthErrors.invalidRequest('multipart/form-data has too many fields')
+      // busboy's and the plugin's own: no boundary, a truncated part, a body cut short, a prototype field name.
+      default: throw OAuthErrors.invalidRequest('multipart/form-data body is malformed')
+    }
+  } finally {
+    request.raw.off('data', count)
+  }
+  return fields
+}
+
 const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
   // Form bodies are accepted here only: the rest of the API speaks JSON.
   await app.register(formbody)
   const limit = { max: app.config.RATE_LIMIT_TOKEN_MAX, timeWindow: app.config.RATE_LIMIT_WINDOW_SECONDS * 1000 }
   // Password guessing is what this limit stops: without Redis, refuse (503) rather than go unlimited.
   const failClosed = { ...limit, skipOnError: false }
+  // Two budgets on one route: refreshes (a client keeping its session, not a guess) are counted apart from every other
+  // grant, under their own key. Counted once the body is parsed (preValidation), when the grant type is known.
+  const { RATE_LIMIT_TOKEN_MAX, RATE_LIMIT_REFRESH_MAX } = app.config
+  const grantLimit = {
+    ...failClosed,
+    hook: 'preValidation' as const,
+    keyGenerator: (request: FastifyRequest) => {
+      const grantType = (request.body as Fields | undefined)?.grant_type
+      return grantType === 'refresh_token' ? REFRESH_KEY_PREFIX + normalizeIP(request.ip) : normalizeIP(request.ip)
+    },
+    max: (_request: FastifyRequest, key: string) => key.startsWith(REFRESH_KEY_PREFIX) ? RATE_LIMIT_REFRESH_MAX : RATE_LIMIT_TOKEN_MAX
+  }
 
   // A request without a body has no fields: refused for the first field it lacks, like an empty form.
   app.addHook('preValidation', (request, _reply, done) => {
@@ -160,33 +218,43 @@ const tokenRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return { access_token: accessToken, token_type: 'bearer' as const, expires_in: expiresIn, scope }
   }
 
-  app.post('/token', {
-    config: { rateLimit: failClosed },
-    schema: {
-      tags: ['auth'],
-      summary: 'Get tokens: OAuth2 password grant, refresh-token rotation, or client credentials',
-      description: 'RFC 6749 sections 4.3, 4.4 and 6. Send `application/x-www-form-urlencoded` (as OAuth2 clients do) or JSON with ' +
-        'the same fields. Each password login opens a session; each refresh retires the refresh token it was given. ' +
-        'After LOGIN_THROTTLE_MAX_FAILURES failed logins of one account (known or not) within the window, its password ' +
-        'logins are answered 429 with a growing Retry-After, unchecked, except from an address it logged in from recently. ' +
-        '`client_credentials` (a registered service client) needs client authentication: HTTP Basic, or `client_id` and ' +
-        '`client_secret` in the body; it answers no refresh token; a wrong or unknown client is 401 `invalid_client`. ' +
-        'The password and refresh grants accept and ignore HTTP Basic and `client_id`.',
-      operationId: 'createToken',
-      security: [],
-      consumes: FORM_OR_JSON,
-      body: TokenRequestSchema,
-      response: { 200: tokenResponseSchema, ...oauthErrorResponses(400, 401, 413, 429, 500, 503) }
-    }
-  }, async (request, reply) => {
-    const body: Fields = request.body ?? {}
-    const grantType = body.grant_type ?? 'password'
-    let response
-    if (grantType === 'password') response = await passwordGrant(request, reply, body)
-    else if (grantType === 'refresh_token') response = await refreshGrant(request, body)
-    else if (grantType === 'client_credentials') response = await clientCredentialsGrant(request, body)
-    else throw OAuthErrors.unsupportedGrantType()
-    return reply.headers(NO_STORE).send(response)
+  // multipart/form-data (a browser's FormData, which FastAPI's OAuth2 form takes) at this route only.
+  await app.register(async (tokenScope: typeof app) => {
+    await tokenScope.register(multipart, { limits: multipartLimits(app.config.BODY_LIMIT) })
+    tokenScope.addHook('preValidation', async (request) => {
+      if (request.isMultipart()) request.body = await multipartFields(request, app.config.BODY_LIMIT)
+    })
+
+    tokenScope.post('/token', {
+      config: { rateLimit: grantLimit },
+      schema: {
+        tags: ['auth'],
+        summary: 'Get tokens: OAuth2 password grant, refresh-token rotation, or client credentials',
+        description: 'RFC 6749 sections 4.3, 4.4 and 6. Send `application/x-www-form-urlencoded` (as OAuth2 clients do), JSON, or ' +
+          '`multipart/form-data` (a browser\'s FormData; fields only, no files) with the same fields. Each password login opens ' +
+          'a session; each refresh retires the refresh token it was given. Refreshes are rate-limited apart from the other ' +
+          'grants (RATE_LIMIT_REFRESH_MAX against RATE_LIMIT_TOKEN_MAX per window and address). ' +
+          'After LOGIN_THROTTLE_MAX_FAILURES failed logins of one account (known or not) within the window, its password ' +
+          'logins are answered 429 with a growing Retry-After, unchecked, except from an address it logged in from recently. ' +
+          '`client_credentials` (a registered service client) needs client authentication: HTTP Basic, or `client_id` and ' +
+          '`client_secret` in the body; it answers no refresh token; a wrong or unknown client is 401 `invalid_client`. ' +
+          'The password and refresh grants accept and ignore HTTP Basic and `client_id`.',
+        operationId: 'createToken',
+        security: [],
+        consumes: [...FORM_OR_JSON, 'multipart/form-data'],
+        body: TokenRequestSchema,
+        response: { 200: tokenResponseSchema, ...oauthErrorResponses(400, 401, 413, 429, 500, 503) }
+      }
+    }, async (request, reply) => {
+      const body: Fields = request.body ?? {}
+      const grantType = body.grant_type ?? 'password'
+      let response
+      if (grantType === 'password') response = await passwordGrant(request, reply, body)
+      else if (grantType === 'refresh_token') response = await refreshGrant(request, body)
+      else if (grantType === 'client_credentials') response = await clientCredentialsGrant(request, body)
+      else throw OAuthErrors.unsupportedGrantType()
+      return reply.headers(NO_STORE).send(response)
+    })
   })
 
   app.post('/revoke', {
