@@ -38,7 +38,7 @@ export function serviceEnvironment (databaseUrl: string): { env: NodeJS.ProcessE
   if ([env.JWT_PRIVATE_KEY, env.JWT_PRIVATE_KEY_FILE, env.JWT_SECRET].some(v => v !== undefined && v !== '')) {
     return { env, signingKey: 'from the environment' }
   }
-  // What a production deploy uses (see README, Deploy): an Ed25519 key.
+  // What a production deploy uses (see docs/deployment.md): an Ed25519 key.
   env.JWT_PRIVATE_KEY = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
   return { env, signingKey: 'Ed25519 (EdDSA), generated for the run' }
 }
