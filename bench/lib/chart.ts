@@ -53,7 +53,8 @@ function throughputSpec (result: ChartInput): TopLevelSpec {
     label: `${row.rps >= 100 ? Math.round(row.rps).toLocaleString('en') : row.rps.toFixed(1)} req/s, ${row.ratioToBaseline.toFixed(3)}`
   }))
   const ratios = values.map(v => v.ratio)
-  const from = 10 ** Math.floor(Math.log10(Math.min(...ratios)))
+  // Below the smallest ratio, so that its bar has a length (a bar starting at the smallest value was invisible).
+  const from = Math.min(...ratios) / 2
   // Room on the right for the labels of the longest bars.
   const to = Math.max(5, 4 * Math.max(...ratios))
   const x = {
