@@ -23,12 +23,12 @@ const BOUNDARY = 'client-api-test-boundary'
 const MULTIPART = `multipart/form-data; boundary=${BOUNDARY}`
 const part = (name: string, value: string): string => `--${BOUNDARY}\r\ncontent-disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`
 
-/** Sends raw bytes on a fresh connection and collects what comes back until the server closes it or 5 s pass. */
+/** Sends raw bytes on a fresh connection and collects what comes back until the server closes it or 15 s pass (a hang, not a slow box). */
 async function rawExchange (port: number, chunks: Array<string | Buffer>, endWrite: boolean): Promise<{ answer: string, closed: boolean }> {
   return await new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1')
     let answer = ''
-    const timer = setTimeout(() => { socket.destroy(); resolve({ answer, closed: false }) }, 5000)
+    const timer = setTimeout(() => { socket.destroy(); resolve({ answer, closed: false }) }, 15_000)
     socket.on('data', (data) => { answer += data.toString('latin1') })
     socket.on('error', () => {})
     socket.on('close', () => { clearTimeout(timer); resolve({ answer, closed: true }) })
