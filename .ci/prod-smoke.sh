@@ -100,7 +100,9 @@ for _ in $(seq 1 60); do
 done
 [ "$ready" = 1 ] || fail "/health/ready did not answer 200 within 30 s"
 echo "/health/ready: 200"
-curl -fsS --max-time 5 "http://127.0.0.1:$METRICS_PORT/metrics" | grep -q '^http_request_duration_seconds' \
+# The body is read whole before grep: `curl | grep -q` fails under pipefail when grep stops early (curl exit 23).
+METRICS_BODY="$(curl -fsS --max-time 5 "http://127.0.0.1:$METRICS_PORT/metrics" || true)"
+grep -q '^http_request_duration_seconds' <<<"$METRICS_BODY" \
   || fail "GET /metrics on METRICS_PORT did not answer Prometheus text"
 [ "$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' "$BASE/metrics")" = 404 ] || fail "/metrics answered on the public port"
 echo "GET /metrics: on METRICS_PORT only"
