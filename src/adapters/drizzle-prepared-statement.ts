@@ -1,10 +1,10 @@
 // Adapter over a private API of drizzle-orm: its session's prepareQuery(), which the query builder's .prepare()
 // uses. test/adapters/drizzle-prepared-statement.test.ts fails when an update changes it.
 import type { SQL } from 'drizzle-orm'
-import { PgDialect } from 'drizzle-orm/pg-core'
+import { pgCore } from '../db/orm.js'
 import type { Database } from '../db/client.js'
 
-const dialect = new PgDialect()
+const dialect = new pgCore.PgDialect()
 
 interface PrivateSession {
   prepareQuery?: (query: unknown, fields: undefined, name: string, isResponseInArrayMode: boolean) => { execute: (values: Record<string, unknown>) => Promise<unknown> }

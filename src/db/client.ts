@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { sql } from 'drizzle-orm'
+import { drivers, sql } from './orm.js'
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
 import type { Sql as PostgresSql, TransactionSql as PostgresTransactionSql } from 'postgres'
 import { DatabaseAvailability, DatabaseUnavailable, isConnectionLost } from './availability.js'
@@ -91,7 +91,7 @@ export async function openDatabase (options: DatabaseOptions): Promise<DatabaseH
 
 async function openPostgres (url: string, poolMax: number, prepare: boolean, bounds: Bounds): Promise<DatabaseHandle> {
   const { default: postgres } = await import('postgres')
-  const { drizzle } = await import('drizzle-orm/postgres-js')
+  const { drizzle } = drivers.postgresJs()
   const { timeoutMs } = bounds
   // A name of this instance's own, so that pg_stat_activity tells its connections from other instances'.
   const applicationName = `auth-service-${randomBytes(4).toString('hex')}`
@@ -302,8 +302,8 @@ async function openPostgres (url: string, poolMax: number, prepare: boolean, bou
 /** Applies the committed migrations over one dedicated connection, holding an advisory lock. */
 export async function migratePostgres (url: string): Promise<void> {
   const { default: postgres } = await import('postgres')
-  const { drizzle } = await import('drizzle-orm/postgres-js')
-  const { migrate } = await import('drizzle-orm/postgres-js/migrator')
+  const { drizzle } = drivers.postgresJs()
+  const { migrate } = drivers.postgresJsMigrator()
   const client = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10, connection: { application_name: 'auth-service-migrate' } })
   try {
     await client`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`
@@ -316,8 +316,8 @@ export async function migratePostgres (url: string): Promise<void> {
 
 async function openPglite (dataDir: string | undefined, snapshot: Blob | undefined): Promise<DatabaseHandle> {
   const { PGlite } = await import('@electric-sql/pglite')
-  const { drizzle } = await import('drizzle-orm/pglite')
-  const { migrate } = await import('drizzle-orm/pglite/migrator')
+  const { drizzle } = drivers.pglite()
+  const { migrate } = drivers.pgliteMigrator()
   let client
   let release: (() => Promise<void>) | undefined
   if (dataDir === undefined) {

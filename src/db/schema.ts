@@ -1,5 +1,6 @@
-import { sql } from 'drizzle-orm'
-import { boolean, index, integer, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
+import { pgCore, sql } from './orm.js'
+
+const { boolean, index, integer, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } = pgCore
 
 export const users = pgTable('users', {
   id: uuid('id').primaryKey().defaultRandom(),

@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import { PgTransaction } from 'drizzle-orm/pg-core'
+import { is, pgCore } from '../db/orm.js'
 import { Counter } from 'prom-client'
 import { logTransport, smtpTransport, type SmtpTimeouts } from '../adapters/mail-transports.js'
 import type { Database } from '../db/client.js'
@@ -87,7 +87,7 @@ export default fp(async (app) => {
     enqueue: async (db, message) => {
       await enqueue(db, message)
       // Inside a transaction the row is not visible to the sender before the commit.
-      if (!(db instanceof PgTransaction)) sender.wake()
+      if (!is(db, pgCore.PgTransaction)) sender.wake()
     },
     wake: () => { sender.wake() }
   } satisfies Mail)

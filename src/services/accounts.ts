@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { and, desc, eq, gt, sql } from 'drizzle-orm'
+import { and, desc, eq, gt, sql } from '../db/orm.js'
 import type { Database } from '../db/client.js'
 import { accountTokens, users, type UserRow } from '../db/schema.js'
 import type { LoginThrottle, Throttled } from './login-throttle.js'

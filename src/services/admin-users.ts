@@ -1,4 +1,5 @@
-import { and, eq, inArray, isNull, ne, sql, type SQL } from 'drizzle-orm'
+import { and, eq, inArray, isNull, ne, sql } from '../db/orm.js'
+import type { SQL } from 'drizzle-orm'
 import type { Database } from '../db/client.js'
 import { roles, sessions, userRoles, users, type UserRow } from '../db/schema.js'
 import { ADMIN_ROLE, DEFAULT_ROLE } from './users.js'

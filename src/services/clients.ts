@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
-import { and, asc, eq, isNull, sql } from 'drizzle-orm'
+import { and, asc, eq, isNull, sql } from '../db/orm.js'
 import type { Database } from '../db/client.js'
 import { roles, serviceClients, type ServiceClientRow } from '../db/schema.js'
 import { SERVICE_SCOPES } from './scopes.js'

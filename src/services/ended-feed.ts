@@ -1,4 +1,4 @@
-import { gte } from 'drizzle-orm'
+import { gte } from '../db/orm.js'
 import type { Database } from '../db/client.js'
 import { serviceClients, sessions } from '../db/schema.js'
 import type { EndedSessions } from './ended-sessions.js'

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto'
-import { sql, type SQL } from 'drizzle-orm'
+import { sql } from '../db/orm.js'
+import type { SQL } from 'drizzle-orm'
 import type { Redis } from 'ioredis'
 import { preparedStatement } from '../adapters/drizzle-prepared-statement.js'
 import type { Database } from '../db/client.js'

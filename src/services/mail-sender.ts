@@ -1,4 +1,4 @@
-import { eq, inArray, lte, sql } from 'drizzle-orm'
+import { eq, inArray, lte, sql } from '../db/orm.js'
 import type { Database } from '../db/client.js'
 import { outbox } from '../db/schema.js'
 

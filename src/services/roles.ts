@@ -1,4 +1,4 @@
-import { asc, eq, sql } from 'drizzle-orm'
+import { asc, eq, sql } from '../db/orm.js'
 import type { Database } from '../db/client.js'
 import { roles, type RoleRow } from '../db/schema.js'
 import { ADMIN_SCOPES } from './scopes.js'

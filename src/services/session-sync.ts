@@ -1,4 +1,4 @@
-import { and, gte, isNotNull, sql } from 'drizzle-orm'
+import { and, gte, isNotNull, sql } from '../db/orm.js'
 import type { Database, DatabaseHandle } from '../db/client.js'
 import { serviceClients, sessions } from '../db/schema.js'
 import type { EndedSessions } from './ended-sessions.js'

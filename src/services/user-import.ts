@@ -1,6 +1,6 @@
 import { extname } from 'node:path'
 import { parse as parseCsv } from 'csv-parse/sync'
-import { inArray, or, sql } from 'drizzle-orm'
+import { inArray, or, sql } from '../db/orm.js'
 import { Value } from '@sinclair/typebox/value'
 import type { Database } from '../db/client.js'
 import { roles, userRoles, users } from '../db/schema.js'

@@ -49,8 +49,11 @@ test('migrations: when the schema gains a column the migrations lack, then drizz
   const original = await readFile(SCHEMA_FILE, 'utf8')
   const marker = "  scope: text('scope')\n"
   t.ok(original.includes(marker), 'the sessions table still ends with scope (update this test if not)')
-  const file = join(await tempDir(t), 'schema.ts')
+  const copy = await tempDir(t)
+  const file = join(copy, 'schema.ts')
   await writeFile(file, original.replace(marker, "  scope: text('scope'),\n  deployTestExtra: text('deploy_test_extra')\n"))
+  // The schema takes drizzle from the module beside it.
+  await cp(join(REPO_ROOT, 'src', 'db', 'orm.ts'), join(copy, 'orm.ts'))
   const result = await generate(t, file)
   t.match(result.output, /Your SQL migration file/)
   const added = result.after.filter(f => !result.before.includes(f) && f.endsWith('.sql'))
