@@ -34,7 +34,7 @@ if (!Array.isArray(result.rows) || result.rows.length === 0 || typeof result.dat
 
 const out = parsed.values.out
 if (out !== undefined) await mkdir(out, { recursive: true })
-const paths = out === undefined ? chartPathsBeside(file) : { throughput: join(out, 'throughput.svg'), loginLatency: join(out, 'login-latency.svg') }
+const paths = out === undefined ? chartPathsBeside(file) : { throughput: join(out, 'throughput.svg'), loginLatency: join(out, 'login-latency.svg'), scale: join(out, 'scale.svg') }
 const written = await writeCharts(result, paths)
 console.log(written.join('\n'))
 if (result.loginLevels === undefined) console.error('bench:chart: no loginLevels in this result (a run before they were measured): no login latency chart')

@@ -1,4 +1,4 @@
-// Load-test harness: npm run bench [-- --duration N] [--warmup N] [--rounds N] [--users N]
+// Load-test harness: npm run bench [-- --duration N] [--warmup N] [--rounds N] [--users N] [--soak MINUTES: the soak alone]
 //
 // Runs the real service (bench/server.mjs over the compiled dist/) on a real PostgreSQL, in a fresh database it
 // creates and drops, beside a bare Fastify app (bench/baseline-server.mjs) as the physical reference; both are child
@@ -9,16 +9,21 @@
 // all), 2 on bad arguments, 130 on a second Ctrl-C.
 import { argon2Limit } from './lib/argon2-limit.js'
 import { compileService, serviceEnvironment, startServer, stopServer, waitReady } from './lib/children.js'
-import { readRunOptions, type RunOptions } from './lib/cli.js'
+import { readRunOptions, SMALL_USERS, type RunOptions } from './lib/cli.js'
 import { benchDatabase, postgresServer } from './lib/database.js'
 import { checkInterrupted, interrupt, interrupted } from './lib/interruption.js'
 import { rssKb } from './lib/load.js'
+import { logoutStorm } from './lib/logout-storm.js'
 import { log } from './lib/progress.js'
 import { checkTargets, printReport, summarizeRounds, writeReport, type RunFacts } from './lib/report.js'
+import { scalePhase } from './lib/scale.js'
 import { benchScenarios, runRounds } from './lib/scenarios.js'
 import { verifierScenarios } from './lib/verifier.js'
 
 interface Cleanup { what: string, run: () => Promise<void> }
+
+/** Sessions the logout storm ends (each made by SQL, not by a login). */
+const STORM_SESSIONS = 2000
 
 async function main (run: RunOptions): Promise<number> {
   const cleanups: Cleanup[] = []
@@ -48,7 +53,7 @@ async function main (run: RunOptions): Promise<number> {
     cleanups.push({ what: 'stop the baseline server', run: async () => { await stopServer(baseline) } })
     log(`baseline server listening (pid ${baseline.pid}, ${baseline.url})`)
 
-    const scenarios = await benchScenarios(service, baseline, db.url, run.users)
+    const scenarios = await benchScenarios(service, baseline, db.url)
     // The verifier plugin against a bare route in one downstream process: its per-request cost, in the same run.
     const downstream = await verifierScenarios(service)
     cleanups.push({ what: 'stop the downstream server', run: downstream.stop })
@@ -57,13 +62,34 @@ async function main (run: RunOptions): Promise<number> {
     scenarios.splice(scenarios.findIndex(s => s.id === '4'), 0, ...downstream.scenarios)
     const measured = await runRounds(scenarios, run)
 
+    // Logouts as fast as one instance takes them, each watched for on a second instance and its feed's subscribers.
+    log(`logout storm: ${STORM_SESSIONS} sessions`)
+    const storm = await logoutStorm({ env, databaseUrl: db.url, first: service, sessions: STORM_SESSIONS })
+    checkInterrupted()
+
+    // The scale scenarios: small beside large, each in a database of its own, after the rest (seeding takes minutes).
+    let scale: Awaited<ReturnType<typeof scalePhase>> | undefined
+    if (run.users > 0) {
+      log(`scale: seeding ${SMALL_USERS} and ${run.users} users`)
+      scale = await scalePhase(async () => {
+        const database = await benchDatabase(pg.url)
+        cleanups.push({ what: `drop database ${database.name}`, run: database.drop })
+        return database
+      }, SMALL_USERS, run.users)
+      cleanups.push({ what: 'stop the scale services', run: scale.stop })
+      Object.assign(measured, await runRounds(scale.scenarios, run))
+      scenarios.push(...scale.scenarios)
+    }
+
     const facts: RunFacts = {
       started,
       run,
       postgres: { version: db.version, throwaway: pg.throwaway },
       signingKey,
       argon2,
-      readiness: { readyMs, listeningMs: service.listeningMs, rssMb: readyRssMb }
+      readiness: { readyMs, listeningMs: service.listeningMs, rssMb: readyRssMb },
+      ...(scale === undefined ? {} : { scale: scale.sizes.map(s => ({ name: s.name, users: s.users, seeded: s.seeded, restarts: s.restarts })) }),
+      storm
     }
     const { rows, failures } = summarizeRounds(scenarios, measured)
     const targets = checkTargets(rows, facts)
@@ -98,7 +124,9 @@ process.on('uncaughtException', (error) => {
 // A reader that went away (npm run bench | head) must not kill the harness before it has cleaned up.
 for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {})
 
-main(readRunOptions()).then(
+const options = readRunOptions()
+// --soak is a run of its own (bench/lib/soak.ts).
+;(options.soakMinutes > 0 ? import('./lib/soak.js').then(async ({ soakRun }) => await soakRun(options)) : main(options)).then(
   (code) => { process.exit(code) },
   (error: unknown) => {
     console.error(`bench: ${error instanceof Error ? error.message : String(error)}`)

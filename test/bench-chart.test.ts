@@ -5,6 +5,7 @@ import { test } from 'tap'
 import type { Browser } from 'playwright-core'
 import { drawCharts, type ChartInput } from '../bench/lib/chart.js'
 import { loginLevels, type Row } from '../bench/lib/report.js'
+import { scaleLabel } from '../bench/lib/scale.js'
 import { CONNECTIONS, LOGIN_LEVELS, loginLabel } from '../bench/lib/scenarios.js'
 import { launchBrowser } from './browser.js'
 import { REPO_ROOT, runToExit, tempDir } from './helper.js'
@@ -85,6 +86,30 @@ test('bench charts: when a run is drawn, then both SVGs are well-formed and name
 
   const { loginLevels: _, ...older } = RESULT
   t.equal((await drawCharts(older)).loginLatency, undefined, 'a result from before the login levels gets the throughput chart alone')
+})
+
+test('bench charts: when a run has scale scenarios, then a third SVG shows each route at both sizes, and the throughput chart leaves them out', async (t) => {
+  const sizes = [{ name: 'small', users: 1000 }, { name: 'large', users: 1_000_000 }]
+  const routes = [['login', 'POST /auth/token password (login)', 74, 71], ['me', 'GET /users/me', 11956, 11420]] as const
+  const scaleRows: Row[] = routes.flatMap(([id, what, small, large]) => sizes.map(size => ({
+    ...ROWS[1], scenario: scaleLabel(id, size), rps: size.name === 'small' ? small : large, ratioToBaseline: 0
+  })))
+  const result: ChartInput = {
+    ...RESULT,
+    rows: [...ROWS, ...scaleRows],
+    scale: { sizes, routes: routes.map(([id]) => ({ route: id, small: scaleLabel(id, sizes[0]), large: scaleLabel(id, sizes[1]) })) }
+  }
+  const charts = await drawCharts(result)
+  const browser = await launchBrowser(t)
+  t.ok(charts.scale !== undefined, 'a scale chart')
+  const scale = await parseSvg(browser, charts.scale ?? '')
+  t.equal(scale.errors, 0, 'the scale SVG parses as XML')
+  for (const text of ['POST /auth/token password (login)', 'GET /users/me', '1,000 users', '1,000,000 users', '11,956 req/s', '11,420 req/s', '74.0 req/s']) {
+    t.ok(scale.texts.includes(text), `shows '${text}'`)
+  }
+  const throughput = await parseSvg(browser, charts.throughput)
+  t.notOk(throughput.texts.some(text => text.startsWith('s-')), 'the throughput chart has no scale rows')
+  t.equal((await drawCharts(RESULT)).scale, undefined, 'a result without scale scenarios gets no scale chart')
 })
 
 test('npm run bench:chart: when given a saved result and --out, then it writes both SVGs there; given a file that is no result, then exit 2', async (t) => {

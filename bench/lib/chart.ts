@@ -15,9 +15,12 @@ export interface ChartInput {
   rows: Array<Pick<Row, 'scenario' | 'rps' | 'ratioToBaseline'>>
   /** Absent in results written before the login levels were measured: then there is no latency chart. */
   loginLevels?: LoginLevel[]
+  /** The scale scenarios (rows named by label), when the run had them: then a third chart. */
+  scale?: { sizes: Array<{ name: string, users: number }>, routes: Array<{ route: string, small: string, large: string }> }
 }
 
-export interface Charts { throughput: string, loginLatency?: string }
+export interface Charts { throughput: string, loginLatency?: string, scale?: string }
+export interface ChartPaths { throughput: string, loginLatency: string, scale: string }
 
 const FONT = 'sans-serif'
 const WIDTH = 520
@@ -26,27 +29,33 @@ export async function drawCharts (result: ChartInput): Promise<Charts> {
   const levels = result.loginLevels ?? []
   return {
     throughput: await render(throughputSpec(result)),
-    ...(levels.length > 0 ? { loginLatency: await render(loginLatencySpec(result, levels)) } : {})
+    ...(levels.length > 0 ? { loginLatency: await render(loginLatencySpec(result, levels)) } : {}),
+    ...(result.scale !== undefined && result.scale.routes.length > 0 ? { scale: await render(scaleSpec(result, result.scale)) } : {})
   }
 }
 
 /** The charts beside a results file (`<name>-throughput.svg`, `<name>-login-latency.svg`) or under other names. */
-export async function writeCharts (result: ChartInput, paths: { throughput: string, loginLatency: string }): Promise<string[]> {
+export async function writeCharts (result: ChartInput, paths: ChartPaths): Promise<string[]> {
   const charts = await drawCharts(result)
-  await writeFile(paths.throughput, charts.throughput)
-  if (charts.loginLatency === undefined) return [paths.throughput]
-  await writeFile(paths.loginLatency, charts.loginLatency)
-  return [paths.throughput, paths.loginLatency]
+  const written: string[] = []
+  for (const name of ['throughput', 'loginLatency', 'scale'] as const) {
+    const svg = charts[name]
+    if (svg === undefined) continue
+    await writeFile(paths[name], svg)
+    written.push(paths[name])
+  }
+  return written
 }
 
-export const chartPathsBeside = (resultsFile: string): { throughput: string, loginLatency: string } => {
+export const chartPathsBeside = (resultsFile: string): ChartPaths => {
   const stem = resultsFile.replace(/\.json$/, '')
-  return { throughput: `${stem}-throughput.svg`, loginLatency: `${stem}-login-latency.svg` }
+  return { throughput: `${stem}-throughput.svg`, loginLatency: `${stem}-login-latency.svg`, scale: `${stem}-scale.svg` }
 }
 
 /** Horizontal bars on a log scale: logins are a few thousandths of the baseline, reads more than half of it. */
 function throughputSpec (result: ChartInput): TopLevelSpec {
-  const values = result.rows.map((row, i) => ({
+  // The scale scenarios have a chart of their own.
+  const values = result.rows.filter(row => !row.scenario.startsWith('s-')).map((row, i) => ({
     scenario: row.scenario,
     ratio: Math.max(row.ratioToBaseline, 1e-4),
     kind: kindOf(row.scenario, i),
@@ -98,6 +107,37 @@ function kindOf (scenario: string, index: number): string {
   if (/^v\d/.test(scenario)) return KINDS[2]
   if (/ password| \/auth\/register/.test(scenario)) return KINDS[3]
   return KINDS[1]
+}
+
+/** Each scale route's req/s at the small and the large size, side by side (log scale: logins and reads differ 100 times). */
+function scaleSpec (result: ChartInput, scale: NonNullable<ChartInput['scale']>): TopLevelSpec {
+  const rps = (label: string): number => result.rows.find(r => r.scenario === label)?.rps ?? 0
+  const sizeName = (i: number): string => `${scale.sizes[i].users.toLocaleString('en')} users`
+  const values = scale.routes.flatMap(r => [r.small, r.large].map((label, i) => ({
+    route: label.replace(/^s-\S+ /, '').replace(/ \[.*\]$/, ''),
+    size: sizeName(i),
+    rps: Math.max(rps(label), 0.1),
+    label: `${rps(label) >= 100 ? Math.round(rps(label)).toLocaleString('en') : rps(label).toFixed(1)} req/s`
+  })))
+  const from = Math.min(...values.map(v => v.rps)) / 2
+  const x = { field: 'rps', type: 'quantitative' as const, title: 'req/s (log scale)', scale: { type: 'log' as const, domain: [from, 4 * Math.max(...values.map(v => v.rps))], nice: false }, axis: { format: '~s' } }
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: { text: 'Cost against data size: the same routes at two sizes', subtitle: runLine(result), font: FONT },
+    width: WIDTH,
+    height: { step: 14 },
+    config: { font: FONT, axisY: { labelLimit: 0 }, legend: { labelLimit: 0 } },
+    data: { values },
+    encoding: {
+      y: { field: 'route', type: 'nominal', sort: null, title: null },
+      yOffset: { field: 'size', type: 'nominal', sort: null },
+      x
+    },
+    layer: [
+      { mark: { type: 'bar', tooltip: false }, encoding: { x2: { datum: from }, color: { field: 'size', type: 'nominal', title: null, sort: null, legend: { orient: 'bottom' }, scale: { range: ['#9ecae9', '#4c78a8'] } } } },
+      { mark: { type: 'text', align: 'left', dx: 3, font: FONT, fontSize: 10 }, encoding: { text: { field: 'label' } } }
+    ]
+  }
 }
 
 /** p50 and p99 per number of clients, and the queueing bound they are compared with (issue 17). */

@@ -27,6 +27,11 @@ export interface Server {
 const children = new Set<ChildProcess>()
 export const alive = (child: ChildProcess): boolean => child.exitCode === null && child.signalCode === null
 
+/** A child the harness started some other way: killed with the others if the harness exits. */
+export function track (child: ChildProcess): void {
+  children.add(child)
+}
+
 // Whatever happens (an exception, process.exit), no server outlives the harness.
 process.on('exit', () => {
   for (const child of children) if (alive(child)) child.kill('SIGKILL')

@@ -12,6 +12,8 @@ export interface LoadFigures {
   rps: number
   p50: number
   p99: number
+  /** From every response's latency (autocannon reports no p95); only for the loads that ask for it. */
+  p95?: number
   errors: number
   timeouts: number
   non2xx: number
@@ -48,8 +50,8 @@ export function stopLoad (): void {
   for (const instance of activeCannons) instance.stop()
 }
 
-/** One autocannon run; stopped anyway 30 s after its duration should have ended. */
-export async function cannon (options: autocannon.Options): Promise<autocannon.Result> {
+/** One autocannon run; stopped anyway 30 s after its duration should have ended. `latencies` gets every response's ms. */
+export async function cannon (options: autocannon.Options, latencies?: number[]): Promise<autocannon.Result> {
   return await new Promise((resolve, reject) => {
     const instance = autocannon({ timeout: 10, ...options }, (error, result) => {
       clearTimeout(guard)
@@ -58,30 +60,38 @@ export async function cannon (options: autocannon.Options): Promise<autocannon.R
       else resolve(result)
     })
     activeCannons.add(instance)
+    if (latencies !== undefined) instance.on('response', (_client, _status, _bytes, ms: number) => { latencies.push(ms) })
     // Called back asynchronously, after this line.
     const guard = setTimeout(() => { instance.stop() }, (Number(options.duration) + 30) * 1000)
   })
 }
 
-/** The runs side by side, with the server's CPU ticks and peak RSS around them. */
-export async function measure (server: Server, runs: autocannon.Options[]): Promise<Measured> {
+/** The runs side by side, with the server's CPU ticks and peak RSS around them; p95 for the runs flagged in `p95`. */
+export async function measure (server: Server, runs: autocannon.Options[], p95: boolean[] = []): Promise<Measured> {
   const ticks0 = await cpuTimes(server.pid)
   const ownCpu0 = process.cpuUsage()
   const rss = rssSampler(server.pid)
   const t0 = performance.now()
-  const results = await Promise.all(runs.map(async (o) => await cannon(o)))
+  const latencies = runs.map((_, i) => p95[i] === true ? [] as number[] : undefined)
+  const results = await Promise.all(runs.map(async (o, i) => await cannon(o, latencies[i])))
   const seconds = (performance.now() - t0) / 1000
   const ticks1 = await cpuTimes(server.pid)
   const ownCpu = process.cpuUsage(ownCpu0)
   const peakRssMb = await rss.stop()
   return {
-    loads: results.map(figures),
+    loads: results.map((r, i) => ({ ...figures(r), ...percentile95(latencies[i]) })),
     seconds,
     serverCpuPercent: (ticks1.user + ticks1.system - ticks0.user - ticks0.system) / clockTicks / seconds * 100,
     serverSystemCpuPercent: (ticks1.system - ticks0.system) / clockTicks / seconds * 100,
     peakRssMb,
     loadGeneratorCpuPercent: (ownCpu.user + ownCpu.system) / 1e6 / seconds * 100
   }
+}
+
+function percentile95 (latencies: number[] | undefined): { p95?: number } {
+  if (latencies === undefined || latencies.length === 0) return {}
+  const sorted = Float64Array.from(latencies).sort()
+  return { p95: Math.round(sorted[Math.min(sorted.length - 1, Math.ceil(0.95 * sorted.length) - 1)] * 100) / 100 }
 }
 
 function figures (r: autocannon.Result): LoadFigures {

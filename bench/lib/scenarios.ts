@@ -22,6 +22,8 @@ export interface Load {
   label: string
   /** Called before each run (warm-up and measured), outside the measured window: logs in, makes the options. */
   options: (seconds: number) => Promise<autocannon.Options>
+  /** Record every response's latency for a p95. */
+  p95?: boolean
 }
 
 export interface Scenario {
@@ -34,7 +36,7 @@ export interface Scenario {
  * Registers the user every login scenario logs in as (an administrator, so that its tokens carry scopes), and
  * defines the scenarios (the report finds its rows by label).
  */
-export async function benchScenarios (service: Server, baseline: Server, databaseUrl: string, seededUsers = 0): Promise<Scenario[]> {
+export async function benchScenarios (service: Server, baseline: Server, databaseUrl: string): Promise<Scenario[]> {
   const username = 'bench_user'
   const registered = await fetch(`${service.url}/auth/register`, {
     method: 'POST',
@@ -46,7 +48,6 @@ export async function benchScenarios (service: Server, baseline: Server, databas
   const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} })
   try {
     await sql`insert into user_roles (user_id, role_name) select id, 'admin' from users where username = ${username}`
-    if (seededUsers > 0) await seedUsers(sql, seededUsers)
   } finally {
     await sql.end({ timeout: 5 })
   }
@@ -113,13 +114,6 @@ export async function benchScenarios (service: Server, baseline: Server, databas
     }
   }
 
-  const admin = seededUsers === 0
-    ? []
-    : [
-        { id: '8', server: service, loads: [{ label: `8 GET /admin/users?limit=20 (first page of ${seededUsers} users)`, options: bearerGet('/admin/users?limit=20') }] },
-        { id: '9', server: service, loads: [{ label: `9 GET /admin/users?q=${SEARCH_PREFIX}&limit=20 (prefix search, ${seededUsers} users)`, options: bearerGet(`/admin/users?q=${SEARCH_PREFIX}&limit=20`) }] }
-      ]
-
   return [
     { id: '1', server: baseline, loads: [{ label: '1 baseline GET / (bare Fastify)', options: async (duration) => ({ url: `${baseline.url}/`, connections: CONNECTIONS, duration }) }] },
     { id: '2', server: service, loads: [{ label: '2 GET /bench/protected', options: bearerGet('/bench/protected') }] },
@@ -136,24 +130,8 @@ export async function benchScenarios (service: Server, baseline: Server, databas
         { label: `7 storm: GET /bench/protected (${CONNECTIONS} conn)`, options: bearerGet('/bench/protected') },
         { label: `7 storm: POST /auth/token password (${STORM_LOGIN_CONNECTIONS} conn)`, options: passwordLogins(STORM_LOGIN_CONNECTIONS) }
       ]
-    },
-    ...admin
+    }
   ]
-}
-
-// Seeded usernames are 'u' and 12 hex digits of md5(n): the prefix 'u' plus two of them matches about 1 in 256.
-const SEARCH_PREFIX = 'uab'
-
-/** Users (with the user role) written by SQL in seconds, not argon2 per user: they cannot log in, and need not. */
-async function seedUsers (sql: postgres.Sql, count: number): Promise<void> {
-  const started = performance.now()
-  await sql`insert into users (username, email, password_hash)
-    select 'u' || substr(md5(n::text), 1, 12), 'u' || substr(md5(n::text), 1, 12) || '@example.com', 'seeded: no password'
-    from generate_series(1, ${count}::int) as n on conflict do nothing`
-  await sql`insert into user_roles (user_id, role_name) select id, 'user' from users where password_hash = 'seeded: no password' on conflict do nothing`
-  await sql`analyze users`
-  await sql`analyze user_roles`
-  log(`seeded ${count} users in ${((performance.now() - started) / 1000).toFixed(1)} s`)
 }
 
 /** Every scenario, --rounds times; the measurements by scenario id, one per round. */
@@ -187,7 +165,7 @@ async function runScenario (scenario: Scenario, run: RunOptions): Promise<Measur
   await drain(scenario.server)
   checkInterrupted()
   if (!alive(scenario.server.child)) throw new Error(`${scenario.server.name} exited`)
-  const measured = await measure(scenario.server, await prepare(scenario.loads, run.durationSeconds))
+  const measured = await measure(scenario.server, await prepare(scenario.loads, run.durationSeconds), scenario.loads.map(l => l.p95 === true))
   await drain(scenario.server)
   checkInterrupted()
   return measured
