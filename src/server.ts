@@ -1,3 +1,4 @@
+import './startup/compile-cache.js'
 import closeWithGrace from 'close-with-grace'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { buildApp } from './app.js'

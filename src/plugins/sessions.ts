@@ -34,11 +34,9 @@ export default fp(async (app) => {
     reuseGraceSeconds: config.REFRESH_REUSE_GRACE_SECONDS
   }, async (rows) => { await sync.announce(rows) })
 
-  // Started now and awaited when the app is ready: the first read of the ended sessions (100,000 take a few hundred ms
-  // at a million users) goes on while the routes compile, and the service listens only once it is done.
-  const started = sync.start()
-  started.catch(() => {})
-  app.addHook('onReady', async () => { await started })
+  // Read before the routes compile, not while they do: compiling blocks the event loop for long enough, on a loaded
+  // box, that the read's DATABASE_TIMEOUT_MS ran out with its answer waiting (the start then failed).
+  await sync.start()
   // preClose: before the database plugin's onClose ends the connections.
   app.addHook('preClose', async () => { await sync.stop() })
 
