@@ -8,6 +8,7 @@
 // exit code is non-zero only when the harness itself fails (a server did not start, a scenario got no 2xx answer at
 // all), 2 on bad arguments, 130 on a second Ctrl-C.
 import { argon2Limit } from './lib/argon2-limit.js'
+import { runCleanups, type Cleanup } from './lib/cleanups.js'
 import { compileService, serviceEnvironment, startServer, stopServer, waitReady } from './lib/children.js'
 import { readRunOptions, SMALL_USERS, type RunOptions } from './lib/cli.js'
 import { benchDatabase, postgresServer } from './lib/database.js'
@@ -19,8 +20,6 @@ import { checkTargets, printReport, summarizeRounds, writeReport, type RunFacts 
 import { scalePhase } from './lib/scale.js'
 import { benchScenarios, runRounds } from './lib/scenarios.js'
 import { verifierScenarios } from './lib/verifier.js'
-
-interface Cleanup { what: string, run: () => Promise<void> }
 
 /** Sessions the logout storm ends (each made by SQL, not by a login). */
 const STORM_SESSIONS = 2000
@@ -102,14 +101,7 @@ async function main (run: RunOptions): Promise<number> {
     }
     return 0
   } finally {
-    // Newest first: the servers stop before their database is dropped, the database before PostgreSQL stops.
-    for (const cleanup of cleanups.reverse()) {
-      try {
-        await cleanup.run()
-      } catch (error) {
-        console.error(`bench: could not ${cleanup.what}: ${(error as Error).message}`)
-      }
-    }
+    await runCleanups(cleanups)
   }
 }
 

@@ -38,19 +38,7 @@ export interface Scenario {
  */
 export async function benchScenarios (service: Server, baseline: Server, databaseUrl: string): Promise<Scenario[]> {
   const username = 'bench_user'
-  const registered = await fetch(`${service.url}/auth/register`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username, email: `${username}@example.com`, password: PASSWORD }),
-    signal: AbortSignal.timeout(10_000)
-  })
-  if (registered.status !== 201) throw new Error(`could not register the bench user: ${registered.status} ${await registered.text()}`)
-  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} })
-  try {
-    await sql`insert into user_roles (user_id, role_name) select id, 'admin' from users where username = ${username}`
-  } finally {
-    await sql.end({ timeout: 5 })
-  }
+  await registerAdmin(service, databaseUrl, username)
   const form = { 'content-type': 'application/x-www-form-urlencoded' }
   const loginBody = new URLSearchParams({ grant_type: 'password', username, password: PASSWORD }).toString()
   const login = async (): Promise<{ access_token: string, refresh_token: string }> => {
@@ -132,6 +120,23 @@ export async function benchScenarios (service: Server, baseline: Server, databas
       ]
     }
   ]
+}
+
+/** Registers `username` (with PASSWORD) through the API and makes it an administrator by SQL, so that its tokens carry scopes. */
+export async function registerAdmin (service: Server, databaseUrl: string, username: string): Promise<void> {
+  const registered = await fetch(`${service.url}/auth/register`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username, email: `${username}@example.com`, password: PASSWORD }),
+    signal: AbortSignal.timeout(10_000)
+  })
+  if (registered.status !== 201) throw new Error(`could not register ${username}: ${registered.status} ${await registered.text()}`)
+  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} })
+  try {
+    await sql`insert into user_roles (user_id, role_name) select id, 'admin' from users where username = ${username}`
+  } finally {
+    await sql.end({ timeout: 5 })
+  }
 }
 
 /** Every scenario, --rounds times; the measurements by scenario id, one per round. */

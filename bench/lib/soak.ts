@@ -7,14 +7,14 @@ import { availableParallelism, cpus } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type autocannon from 'autocannon'
-import postgres from 'postgres'
 import { alive, compileService, RUNTIME, serviceEnvironment, startServer, stopServer, waitReady, type Server } from './children.js'
 import type { RunOptions } from './cli.js'
 import { benchDatabase, postgresServer } from './database.js'
+import { runCleanups, type Cleanup } from './cleanups.js'
 import { checkInterrupted } from './interruption.js'
 import { cannon, clockTicks, drain, measure, rssKb, type Measured } from './load.js'
 import { log } from './progress.js'
-import { CONNECTIONS, PASSWORD } from './scenarios.js'
+import { CONNECTIONS, PASSWORD, registerAdmin } from './scenarios.js'
 
 const RESULTS = fileURLToPath(new URL('../results/', import.meta.url))
 const MINUTE_SECONDS = 60
@@ -68,8 +68,6 @@ interface Verdict {
   peakRssGrowthMb?: number
   p99Ratio?: number | null
 }
-
-interface Cleanup { what: string, run: () => Promise<void> }
 
 export async function soakRun (run: RunOptions): Promise<number> {
   const cleanups: Cleanup[] = []
@@ -162,14 +160,7 @@ export async function soakRun (run: RunOptions): Promise<number> {
     }
     return 0
   } finally {
-    // Newest first: the service stops before its database is dropped, the database before PostgreSQL stops.
-    for (const cleanup of cleanups.reverse()) {
-      try {
-        await cleanup.run()
-      } catch (error) {
-        console.error(`bench: could not ${cleanup.what}: ${(error as Error).message}`)
-      }
-    }
+    await runCleanups(cleanups)
   }
 }
 
@@ -179,19 +170,7 @@ export async function soakRun (run: RunOptions): Promise<number> {
  */
 async function mixedLoad (service: Server, databaseUrl: string): Promise<(seconds: number) => Promise<autocannon.Options>> {
   const username = 'soak_user'
-  const registered = await fetch(`${service.url}/auth/register`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username, email: `${username}@example.com`, password: PASSWORD }),
-    signal: AbortSignal.timeout(10_000)
-  })
-  if (registered.status !== 201) throw new Error(`could not register the soak user: ${registered.status} ${await registered.text()}`)
-  const sql = postgres(databaseUrl, { max: 1, onnotice: () => {} })
-  try {
-    await sql`insert into user_roles (user_id, role_name) select id, 'admin' from users where username = ${username}`
-  } finally {
-    await sql.end({ timeout: 5 })
-  }
+  await registerAdmin(service, databaseUrl, username)
 
   const form = { 'content-type': 'application/x-www-form-urlencoded' }
   const loginBody = new URLSearchParams({ grant_type: 'password', username, password: PASSWORD }).toString()

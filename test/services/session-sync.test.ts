@@ -4,7 +4,7 @@ import { sql } from 'drizzle-orm'
 import { openDatabase, type DatabaseHandle } from '../../src/db/client.js'
 import { EndedSessions } from '../../src/services/ended-sessions.js'
 import { SESSION_ENDED_CHANNEL, SessionSync } from '../../src/services/session-sync.js'
-import { bearer, embeddedDatabase, eventually, register, rowsOf, testDatabaseUrl, TIMING_MARGIN_MS, twoInstances } from '../helper.js'
+import { assertSessionEnded, bearer, embeddedDatabase, eventually, loginPair, me, register, rowsOf, sorted, testDatabaseUrl, TIMING_MARGIN_MS, twoInstances } from '../helper.js'
 
 /** A migrated database for this test alone on the TEST_DATABASE_URL server, or the process's embedded one. */
 async function migratedDatabase (t: Test): Promise<DatabaseHandle> {
@@ -32,6 +32,32 @@ test('session sync: when 250 sessions of a user end at once, then two notificati
   await eventually(() => ended.every(id => b.endedSessions.has(id)), { timeoutMs: 5000, what: 'every ended session on the other instance' })
   t.same(payloads.map(p => p.split(',').length), [200, 50], 'one notification per batch of 200')
   t.same(payloads.flatMap(p => p.split(',')).sort(), [...ended].sort())
+})
+
+test('session sync: when 50 sessions end in one tick, then one NOTIFY carries them and every instance refuses them', async (t) => {
+  // B re-reads once a minute: what it learns within the test, it learns from the notification.
+  const [a, b] = await twoInstances(t, {}, { SESSION_SYNC_INTERVAL_MS: 60000, SESSION_SYNC_MAX_STALENESS_SECONDS: 300 })
+  const user = await register(a)
+  const { access } = await loginPair(a, user)
+  await a.database.db.execute(sql`insert into sessions (user_id, expires_at)
+    select ${user.id}::uuid, now() + interval '1 day' from generate_series(1, 49)`)
+  const payloads: string[] = []
+  const unlisten = await a.database.listen(SESSION_ENDED_CHANNEL, (payload) => { payloads.push(payload) })
+  t.teardown(unlisten)
+
+  // Ended by one statement, then announced one by one in the same tick: as 50 logouts whose updates came back together.
+  const ended = rowsOf<{ id: string, ended_at: string | Date }>(await a.database.db.execute(sql`update sessions
+    set ended_at = now(), end_reason = 'test' where user_id = ${user.id}::uuid returning id, ended_at`))
+  t.equal(ended.length, 50)
+  await Promise.all(ended.map(async (row) => { await a.sessions.announce([{ id: row.id, endedAt: new Date(row.ended_at) }]) }))
+  const ids = sorted(ended.map(row => row.id))
+  await eventually(() => payloads.flatMap(p => p.split(',')).length >= 50, { timeoutMs: 5000, what: 'the ended sessions notified' })
+  t.equal(payloads.length, 1, 'one notification')
+  t.same(sorted(payloads[0].split(',')), ids, 'carrying every ended session')
+  t.ok(ids.every(id => a.endedSessions.has(id)), 'refused at once on the instance that ended them')
+  await eventually(() => ids.every(id => b.endedSessions.has(id)), { timeoutMs: 5000, what: 'every ended session on the other instance' })
+  assertSessionEnded(t, await me(a, access), 'the logged-in session on A')
+  assertSessionEnded(t, await me(b, access), 'the logged-in session on B')
 })
 
 test('session sync: when stopped, then it no longer listens; a notification with junk in it adds only the well-formed ids', async (t) => {
