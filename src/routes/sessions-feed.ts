@@ -51,7 +51,8 @@ class Subscriber {
   }
 
   ping (): void {
-    this.write(': ping\n\n')
+    // Not before the stream's headers: a write now would send default ones, and the handler's writeHead would throw.
+    if (this.raw.headersSent) this.write(': ping\n\n')
   }
 
   /** Ends the stream; at once when the subscriber is not reading, so that a shutdown is not held up. */

@@ -5,7 +5,7 @@ import { test } from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { sql } from 'drizzle-orm'
 import {
-  as, assertNotAuthenticated, bearer, build, eventually, grantRole, loginPair, register, TIMING_MARGIN_MS, twoInstances,
+  as, assertNotAuthenticated, bearer, build, eventually, grantRole, loginPair, register, startPostgresCluster, TIMING_MARGIN_MS, twoInstances,
   type Registered, type TokenPair
 } from '../helper.js'
 
@@ -290,4 +290,24 @@ test('app.close(): when streams are open, then they end and the app closes promp
   await Promise.all(feeds.map(async f => await f.ended))
   const took = performance.now() - started
   t.ok(took < 1000 + TIMING_MARGIN_MS, `closed with 3 open streams in ${Math.round(took)} ms`)
+})
+
+test('GET /sessions/ended/stream: when the heartbeat comes while the replay is still being read (PostgreSQL frozen past it), then the stream still opens as an event stream and syncs', async (t) => {
+  const cluster = await startPostgresCluster(t)
+  // Reads wait longer than the freeze, and the session sync does not query in the meantime.
+  const app = await build(t, { DATABASE_URL: cluster.url, DATABASE_TIMEOUT_MS: 15000, SESSION_SYNC_INTERVAL_MS: 60000, SESSION_SYNC_MAX_STALENESS_SECONDS: 300 })
+  t.teardown(() => { cluster.thaw() })
+  const url = await listen(app)
+  const reader = await feedReader(app)
+  await cluster.freeze()
+  const subscribing = subscribe(url, reader)
+  // Longer than the heartbeat's interval (5 s): it ticks while the replay waits for the database.
+  await new Promise(resolve => setTimeout(resolve, 6000))
+  cluster.thaw()
+  const feed = await subscribing
+  t.teardown(() => { feed.abort() })
+  t.equal(feed.status, 200)
+  t.match(feed.headers['content-type'], /^text\/event-stream/, 'the stream\'s own headers, not default ones a ping sent first')
+  await eventually(() => feed.synced(), { timeoutMs: 5000, what: 'the synced event' })
+  t.ok(feed.synced(), 'synced')
 })
