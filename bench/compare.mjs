@@ -28,8 +28,16 @@ for (const [name, dir] of Object.entries(sides)) {
   const child = spawn(process.execPath, ['--no-memory-reducer', '--heap-growing-percent=50', 'bench/server.mjs'], {
     cwd: dir, env: { ...process.env, NODE_OPTIONS: '--max-semi-space-size=4', NODE_ENV: 'production', DATABASE_URL: databaseUrl(name), MIGRATE_ON_START: 'true', JWT_PRIVATE_KEY: key, METRICS_PORT: '0' }, stdio: ['ignore', 'pipe', 'inherit']
   })
-  const [line] = await once(child.stdout, 'data')
-  const { port } = JSON.parse(line.toString())
+  // The port line may come after warn-level log lines (SMTP_URL not set, for one).
+  const port = await new Promise((resolve, reject) => {
+    let out = ''
+    child.stdout.on('data', (chunk) => {
+      out += chunk.toString()
+      const line = out.split('\n').find(l => l.startsWith('{"port"'))
+      if (line !== undefined) resolve(JSON.parse(line).port)
+    })
+    child.once('exit', (code) => { reject(new Error(`${name} exited (${code}) before listening`)) })
+  })
   const url = `http://127.0.0.1:${port}`
   const body = JSON.stringify({ username: 'abuser', email: 'ab@example.com', password: 'ab password correct horse' })
   await fetch(`${url}/auth/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body })
