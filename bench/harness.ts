@@ -11,7 +11,7 @@ import { argon2Limit } from './lib/argon2-limit.js'
 import { runCleanups, type Cleanup } from './lib/cleanups.js'
 import { compileService, serviceEnvironment, startServer, stopServer, waitReady } from './lib/children.js'
 import { readRunOptions, SMALL_USERS, type RunOptions } from './lib/cli.js'
-import { benchDatabase, postgresServer } from './lib/database.js'
+import { benchDatabase, openBenchDatabase } from './lib/database.js'
 import { checkInterrupted, interrupt, interrupted } from './lib/interruption.js'
 import { rssKb } from './lib/load.js'
 import { logoutStorm } from './lib/logout-storm.js'
@@ -28,12 +28,7 @@ async function main (run: RunOptions): Promise<number> {
   const cleanups: Cleanup[] = []
   const started = new Date()
   try {
-    const pg = await postgresServer()
-    cleanups.push({ what: 'stop PostgreSQL', run: pg.stop })
-    checkInterrupted()
-    const db = await benchDatabase(pg.url)
-    cleanups.push({ what: `drop database ${db.name}`, run: db.drop })
-    log(`database ${db.name} on PostgreSQL ${db.version}${pg.throwaway ? ' (throwaway)' : ''}`)
+    const { pg, db } = await openBenchDatabase(cleanups)
 
     log('argon2 limit: sequential hashes in this process')
     const argon2 = await argon2Limit()

@@ -6,12 +6,11 @@
 // to stderr. Figures are never asserted: the exit code is non-zero only when the run itself fails.
 import { parseArgs } from 'node:util'
 import { compileService, serviceEnvironment, startServer, stopServer, waitReady } from './lib/children.js'
-import { benchDatabase, postgresServer } from './lib/database.js'
-import { checkInterrupted, interrupt } from './lib/interruption.js'
+import { runCleanups, type Cleanup } from './lib/cleanups.js'
+import { openBenchDatabase } from './lib/database.js'
+import { interrupt } from './lib/interruption.js'
 import { logoutStorm, logoutStormTable } from './lib/logout-storm.js'
 import { log } from './lib/progress.js'
-
-interface Cleanup { what: string, run: () => Promise<void> }
 
 function readSessions (): number {
   const usage = 'usage: npm run bench:logout-storm [-- --sessions N (default 2000, at most 100000)]'
@@ -29,12 +28,7 @@ function readSessions (): number {
 async function main (sessions: number): Promise<number> {
   const cleanups: Cleanup[] = []
   try {
-    const pg = await postgresServer()
-    cleanups.push({ what: 'stop PostgreSQL', run: pg.stop })
-    checkInterrupted()
-    const db = await benchDatabase(pg.url)
-    cleanups.push({ what: `drop database ${db.name}`, run: db.drop })
-    log(`database ${db.name} on PostgreSQL ${db.version}${pg.throwaway ? ' (throwaway)' : ''}`)
+    const { db } = await openBenchDatabase(cleanups)
 
     const { env } = serviceEnvironment(db.url)
     log('compiling the service (npm run build)')
@@ -50,14 +44,7 @@ async function main (sessions: number): Promise<number> {
     console.log(logoutStormTable(storm))
     return 0
   } finally {
-    // Newest first: the servers stop before their database is dropped, the database before PostgreSQL stops.
-    for (const cleanup of cleanups.reverse()) {
-      try {
-        await cleanup.run()
-      } catch (error) {
-        console.error(`bench: could not ${cleanup.what}: ${(error as Error).message}`)
-      }
-    }
+    await runCleanups(cleanups)
   }
 }
 

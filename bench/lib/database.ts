@@ -8,6 +8,8 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import postgres from 'postgres'
+import type { Cleanup } from './cleanups.js'
+import { checkInterrupted } from './interruption.js'
 import { log } from './progress.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
@@ -78,4 +80,15 @@ export async function benchDatabase (serverUrl: string): Promise<BenchDatabase> 
       }
     }
   }
+}
+
+/** The run's PostgreSQL and a fresh database in it, each with its clean-up pushed onto `cleanups`. */
+export async function openBenchDatabase (cleanups: Cleanup[]): Promise<{ pg: PostgresServer, db: BenchDatabase }> {
+  const pg = await postgresServer()
+  cleanups.push({ what: 'stop PostgreSQL', run: pg.stop })
+  checkInterrupted()
+  const db = await benchDatabase(pg.url)
+  cleanups.push({ what: `drop database ${db.name}`, run: db.drop })
+  log(`database ${db.name} on PostgreSQL ${db.version}${pg.throwaway ? ' (throwaway)' : ''}`)
+  return { pg, db }
 }

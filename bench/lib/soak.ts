@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url'
 import type autocannon from 'autocannon'
 import { alive, compileService, RUNTIME, serviceEnvironment, startServer, stopServer, waitReady, type Server } from './children.js'
 import type { RunOptions } from './cli.js'
-import { benchDatabase, postgresServer } from './database.js'
+import { openBenchDatabase } from './database.js'
 import { runCleanups, type Cleanup } from './cleanups.js'
 import { checkInterrupted } from './interruption.js'
 import { cannon, clockTicks, drain, measure, rssKb, type Measured } from './load.js'
@@ -74,12 +74,7 @@ export async function soakRun (run: RunOptions): Promise<number> {
   const started = new Date()
   const failures: string[] = []
   try {
-    const pg = await postgresServer()
-    cleanups.push({ what: 'stop PostgreSQL', run: pg.stop })
-    checkInterrupted()
-    const db = await benchDatabase(pg.url)
-    cleanups.push({ what: `drop database ${db.name}`, run: db.drop })
-    log(`database ${db.name} on PostgreSQL ${db.version}${pg.throwaway ? ' (throwaway)' : ''}`)
+    const { pg, db } = await openBenchDatabase(cleanups)
 
     const { env, signingKey } = serviceEnvironment(db.url)
     log('compiling the service (npm run build)')
